@@ -1,0 +1,261 @@
+"""Administration: teams, clients, credentials, trusted issuers, admin keys, revocation.
+
+Both the CLI and the admin API call these functions; each change and its audit
+record commit together. Secrets are returned once, at creation, and stored only
+as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from tokentrail import crypto, ids
+from tokentrail.audit import Event
+from tokentrail.clock import Clock
+from tokentrail.errors import Conflict, NotFound
+from tokentrail.lineage import revoke
+from tokentrail.model import (
+    AdminKey,
+    AuthMethod,
+    Client,
+    ClientKind,
+    Credential,
+    CredentialKind,
+    Node,
+    NodeKind,
+    Revocation,
+    Team,
+    TrustedIssuer,
+)
+from tokentrail.policy.paths import PathMap
+from tokentrail.storage.store import Store, Tx
+
+ROLES = ("viewer", "operator", "support", "approver", "responder", "admin")
+_TEAM_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredential:
+    client_id: str
+    credential_id: str
+    client_secret: str | None
+
+
+class Admin:
+    def __init__(self, store: Store, clock: Clock, paths: PathMap, *, horizon: float) -> None:
+        self.store = store
+        self.clock = clock
+        self.paths = paths
+        self.horizon = horizon
+
+    # --- teams ------------------------------------------------------------------
+
+    def create_team(self, name: str, *, actor: str) -> Team:
+        if not _TEAM_ID.match(name):
+            raise ValueError(
+                "team names are lowercase letters, digits, '.', '_' or '-' (at most 128)"
+            )
+        now = self.clock.now()
+        team = Team(id=name, name=name, created_at=now)
+        with self.store.write() as tx:
+            if not tx.insert_team(team):
+                raise Conflict(f"team {name!r} already exists")
+            tx.append_audit(Event.TEAM_CREATED, at=now, actor=actor, team_id=team.id)
+        return team
+
+    # --- clients and credentials ------------------------------------------------
+
+    def create_client(
+        self,
+        *,
+        team: str,
+        name: str,
+        kind: ClientKind,
+        auth_method: AuthMethod,
+        jwks: dict[str, Any] | None,
+        paths: list[str],
+        scopes: list[str],
+        audiences: list[str],
+        actor: str,
+    ) -> IssuedCredential:
+        unknown = [p for p in paths if self.paths.get(p) is None]
+        if unknown:
+            raise ValueError(f"no declared issuance path named {', '.join(unknown)}")
+        if auth_method is AuthMethod.PRIVATE_KEY_JWT:
+            if jwks is None:
+                raise ValueError("private_key_jwt needs the client's public keys (--jwks)")
+            jwks = crypto.parse_jwks(jwks)
+        elif jwks is not None:
+            raise ValueError("a JWKS is only for private_key_jwt clients")
+        for value in (*scopes, *audiences):
+            if not value or " " in value:
+                raise ValueError(f"invalid scope or audience {value!r}")
+        now = self.clock.now()
+        client = Client(
+            id=ids.new_id("cl"),
+            team_id=team,
+            name=name,
+            kind=kind,
+            auth_method=auth_method,
+            paths=tuple(paths),
+            scopes=tuple(dict.fromkeys(scopes)),
+            audiences=tuple(dict.fromkeys(audiences)),
+            created_at=now,
+        )
+        with self.store.write() as tx:
+            if tx.get_team(team) is None:
+                raise NotFound(f"no team {team!r}; create it with `tokentrail team create`")
+            tx.insert_client(client)
+            tx.append_audit(
+                Event.CLIENT_CREATED,
+                at=now,
+                actor=actor,
+                client_id=client.id,
+                team_id=team,
+                data={
+                    "name": name,
+                    "kind": kind.value,
+                    "auth": auth_method.value,
+                    "paths": paths,
+                    "scopes": list(client.scopes),
+                    "audiences": list(client.audiences),
+                },
+            )
+            return self._issue_credential(tx, client, jwks, now, actor)
+
+    def rotate_credential(
+        self, client_id: str, *, jwks: dict[str, Any] | None = None, grace: float, actor: str
+    ) -> IssuedCredential:
+        """Issue a new credential; the client's older ones stop working after ``grace`` seconds.
+
+        Tokens minted from an old credential stay valid until they expire; to kill
+        them at once, revoke the old credential instead (or as well).
+        """
+        now = self.clock.now()
+        with self.store.write() as tx:
+            client = tx.get_client(client_id)
+            if client is None:
+                raise NotFound(f"no client {client_id!r}")
+            if client.auth_method is AuthMethod.PRIVATE_KEY_JWT:
+                if jwks is None:
+                    raise ValueError("rotating a private_key_jwt client needs its new --jwks")
+                jwks = crypto.parse_jwks(jwks)
+            elif jwks is not None:
+                raise ValueError("a JWKS is only for private_key_jwt clients")
+            old = tx.client_credentials(client.id, now=now)
+            issued = self._issue_credential(tx, client, jwks, now, actor)
+            for cred in old:
+                tx.set_credential_not_after(cred.id, now + grace)
+            tx.append_audit(
+                Event.CREDENTIAL_ROTATED,
+                at=now,
+                actor=actor,
+                node_id=issued.credential_id,
+                client_id=client.id,
+                team_id=client.team_id,
+                data={"previous": [c.id for c in old], "grace_seconds": grace},
+            )
+            return issued
+
+    def _issue_credential(
+        self, tx: Tx, client: Client, jwks: dict[str, Any] | None, now: float, actor: str
+    ) -> IssuedCredential:
+        secret = None
+        if client.auth_method.uses_secret:
+            secret = ids.new_secret("tts")
+            kind = CredentialKind.CLIENT_SECRET
+        else:
+            kind = CredentialKind.PRIVATE_KEY_JWT
+        cred = Credential(
+            id=ids.new_id("cred"),
+            client_id=client.id,
+            kind=kind,
+            secret_hash=crypto.hash_secret(secret) if secret else None,
+            jwks=jwks,
+            created_at=now,
+        )
+        tx.insert_credential(cred)
+        tx.insert_node(
+            Node(
+                id=cred.id,
+                kind=NodeKind.CREDENTIAL,
+                path_id=None,
+                client_id=client.id,
+                subject=client.id,
+                team_id=client.team_id,
+                parents=(),
+                ancestors=(),
+                created_at=now,
+                expires_at=None,
+                meta={"credential_kind": kind.value},
+            )
+        )
+        tx.append_audit(
+            Event.CREDENTIAL_ISSUED,
+            at=now,
+            actor=actor,
+            node_id=cred.id,
+            client_id=client.id,
+            team_id=client.team_id,
+            data={"kind": kind.value},
+        )
+        return IssuedCredential(client.id, cred.id, secret)
+
+    # --- upstream identity providers --------------------------------------------
+
+    def trust_issuer(
+        self, issuer: str, *, jwks: dict[str, Any], audience: str, actor: str
+    ) -> TrustedIssuer:
+        if not issuer or not audience:
+            raise ValueError("issuer and audience are required")
+        now = self.clock.now()
+        trusted = TrustedIssuer(issuer, crypto.parse_jwks(jwks), audience, now)
+        with self.store.write() as tx:
+            tx.put_issuer(trusted)
+            tx.append_audit(
+                Event.ISSUER_TRUSTED,
+                at=now,
+                actor=actor,
+                data={"issuer": issuer, "audience": audience},
+            )
+        return trusted
+
+    # --- admin keys -----------------------------------------------------------------
+
+    def create_admin_key(
+        self, *, team: str, roles: list[str], name: str, actor: str
+    ) -> tuple[AdminKey, str]:
+        bad = [r for r in roles if r not in ROLES]
+        if bad or not roles:
+            raise ValueError(f"roles must be among {', '.join(ROLES)}")
+        now = self.clock.now()
+        secret = ids.new_secret("tta")
+        key = AdminKey(ids.new_id("ak"), team, tuple(dict.fromkeys(roles)), name, now)
+        with self.store.write() as tx:
+            if tx.get_team(team) is None:
+                raise NotFound(f"no team {team!r}")
+            tx.insert_admin_key(key, crypto.hash_secret(secret))
+            tx.append_audit(
+                Event.ADMIN_KEY_CREATED,
+                at=now,
+                actor=actor,
+                team_id=team,
+                data={"key_id": key.id, "roles": list(key.roles), "name": name},
+            )
+        return key, secret
+
+    def admin_key(self, secret: str) -> AdminKey | None:
+        with self.store.read() as tx:
+            return tx.admin_key_by_hash(crypto.hash_secret(secret))
+
+    # --- revocation -------------------------------------------------------------------
+
+    def revoke(self, node_id: str, *, reason: str, actor: str) -> Revocation | None:
+        if not reason.strip():
+            raise ValueError("a revocation needs a reason")
+        with self.store.write() as tx:
+            return revoke(
+                tx, node_id, reason=reason, actor=actor, now=self.clock.now(), horizon=self.horizon
+            )

@@ -1,0 +1,431 @@
+"""The ``tokentrail`` command line.
+
+Every command opens the installation named by ``--data``/``--db`` (or
+``TOKENTRAIL_DATA``/``TOKENTRAIL_DB``) directly, so it works while a server runs
+on the same data, and records itself in the audit ledger as ``cli:<user>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tokentrail.config import BUNDLED_PATHS, Settings
+from tokentrail.errors import Conflict, NotFound, PathMapError
+from tokentrail.model import AuthMethod, ClientKind
+from tokentrail.services import Services, build_services
+
+app = typer.Typer(
+    help="tokentrail: token authority and accountability ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+team_app = typer.Typer(help="Teams that own clients and control points.", no_args_is_help=True)
+client_app = typer.Typer(help="OAuth clients and their credentials.", no_args_is_help=True)
+issuer_app = typer.Typer(help="Trusted upstream identity providers.", no_args_is_help=True)
+lineage_app = typer.Typer(help="What was derived from what.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+admin_key_app = typer.Typer(help="Keys for the admin API.", no_args_is_help=True)
+app.add_typer(team_app, name="team")
+app.add_typer(client_app, name="client")
+app.add_typer(issuer_app, name="issuer")
+app.add_typer(lineage_app, name="lineage")
+app.add_typer(keys_app, name="keys")
+app.add_typer(admin_key_app, name="admin-key")
+
+out = Console()
+err = Console(stderr=True)
+
+DataOpt = Annotated[
+    Path, typer.Option("--data", envvar="TOKENTRAIL_DATA", help="Data folder (SQLite, key file).")
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", envvar="TOKENTRAIL_DB", help="Database URL, e.g. postgresql://..."),
+]
+PathsOpt = Annotated[
+    Path,
+    typer.Option("--paths", envvar="TOKENTRAIL_PATHS", help="Issuance-path map (YAML)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+_DEFAULT_DATA = Path("tokentrail-data")
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # pragma: no cover - no user database entry
+        return "cli:unknown"
+
+
+def _open(data: Path, db: str | None, paths: Path, **extra: Any) -> Services:
+    try:
+        return build_services(Settings(data_dir=data, db_url=db, paths_file=paths, **extra))
+    except PathMapError as exc:
+        _fail(f"issuance-path map: {exc}")
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str, code: int = 1) -> Any:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _read_json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    except ValueError as exc:
+        _fail(f"{path} is not JSON: {exc}")
+
+
+# --- serve -------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    issuer: Annotated[
+        str | None, typer.Option(envvar="TOKENTRAIL_ISSUER", help="Issuer URL (default: own URL).")
+    ] = None,
+) -> None:
+    """Start the token service."""
+    import uvicorn
+
+    from tokentrail.web.app import create_app
+
+    services = _open(data, db, paths, issuer=issuer or f"http://{host}:{port}")
+    err.print(
+        f"tokentrail listening on http://{host}:{port}  issuer={services.settings.issuer}  "
+        f"paths={paths}  db={'sqlite' if db is None else 'postgresql'}",
+        highlight=False,
+    )
+    try:
+        uvicorn.run(create_app(services), host=host, port=port, log_level="warning")
+    finally:
+        services.close()
+
+
+# --- teams -------------------------------------------------------------------------
+
+
+@team_app.command("create")
+def team_create(
+    name: str, data: DataOpt = _DEFAULT_DATA, db: DbOpt = None, paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a team."""
+    s = _open(data, db, paths)
+    try:
+        team = s.admin.create_team(name, actor=_actor())
+    except (ValueError, Conflict) as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
+    if as_json:
+        _emit({"id": team.id})
+    else:
+        out.print(f"team {team.id} created")
+
+
+@team_app.command("list")
+def team_list(
+    data: DataOpt = _DEFAULT_DATA, db: DbOpt = None, paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """List teams."""
+    s = _open(data, db, paths)
+    with s.store.read() as tx:
+        teams = tx.list_teams()
+    s.close()
+    if as_json:
+        _emit([{"id": t.id, "created_at": t.created_at} for t in teams])
+        return
+    for t in teams:
+        out.print(t.id)
+
+
+# --- clients -----------------------------------------------------------------------
+
+
+@client_app.command("create")
+def client_create(
+    team: Annotated[str, typer.Option(help="Owning team.")],
+    name: Annotated[str, typer.Option(help="Human-readable name.")],
+    kind: Annotated[ClientKind, typer.Option(help="workload or application.")] = (
+        ClientKind.WORKLOAD
+    ),
+    auth: Annotated[AuthMethod, typer.Option(help="Token-endpoint authentication method.")] = (
+        AuthMethod.CLIENT_SECRET_BASIC
+    ),
+    jwks: Annotated[
+        Path | None, typer.Option(help="Public JWKS file (private_key_jwt).")
+    ] = None,
+    path: Annotated[
+        list[str] | None, typer.Option("--path", help="Declared path the client may use.")
+    ] = None,
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="Allowed scope.")] = None,
+    audience: Annotated[
+        list[str] | None, typer.Option("--audience", help="Allowed audience (first = default).")
+    ] = None,
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a client and issue its first credential (the secret is shown once)."""
+    jwks_doc = _read_json_file(jwks) if jwks else None
+    s = _open(data, db, paths)
+    try:
+        issued = s.admin.create_client(
+            team=team,
+            name=name,
+            kind=kind,
+            auth_method=auth,
+            jwks=jwks_doc,
+            paths=path or [],
+            scopes=scope or [],
+            audiences=audience or [],
+            actor=_actor(),
+        )
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
+    result = {"client_id": issued.client_id, "credential_id": issued.credential_id}
+    if issued.client_secret is not None:
+        result["client_secret"] = issued.client_secret
+    if as_json:
+        _emit(result)
+        return
+    out.print(f"client_id      {issued.client_id}")
+    out.print(f"credential_id  {issued.credential_id}")
+    if issued.client_secret:
+        out.print(f"client_secret  {issued.client_secret}   (shown once; store it now)")
+
+
+@client_app.command("rotate")
+def client_rotate(
+    client_id: str,
+    jwks: Annotated[Path | None, typer.Option(help="New public JWKS (private_key_jwt).")] = None,
+    grace: Annotated[
+        int | None, typer.Option(help="Seconds the old credential keeps working.")
+    ] = None,
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a new credential; older ones stop working after the grace period."""
+    jwks_doc = _read_json_file(jwks) if jwks else None
+    s = _open(data, db, paths)
+    try:
+        issued = s.admin.rotate_credential(
+            client_id,
+            jwks=jwks_doc,
+            grace=float(s.settings.credential_grace_seconds if grace is None else grace),
+            actor=_actor(),
+        )
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
+    result = {"client_id": issued.client_id, "credential_id": issued.credential_id}
+    if issued.client_secret is not None:
+        result["client_secret"] = issued.client_secret
+    if as_json:
+        _emit(result)
+    else:
+        for k, v in result.items():
+            out.print(f"{k:<14} {v}")
+
+
+@client_app.command("list")
+def client_list(
+    team: Annotated[str | None, typer.Option(help="Only this team's clients.")] = None,
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """List clients."""
+    s = _open(data, db, paths)
+    with s.store.read() as tx:
+        clients = tx.list_clients(team)
+    s.close()
+    rows = [
+        {
+            "client_id": c.id, "team": c.team_id, "name": c.name, "kind": c.kind.value,
+            "auth": c.auth_method.value, "paths": list(c.paths),
+        }
+        for c in clients
+    ]
+    if as_json:
+        _emit(rows)
+        return
+    table = Table("client_id", "team", "name", "kind", "auth", "paths")
+    for r in rows:
+        table.add_row(r["client_id"], r["team"], r["name"], r["kind"], r["auth"],
+                      ", ".join(r["paths"]))
+    out.print(table)
+
+
+# --- upstream issuers --------------------------------------------------------------
+
+
+@issuer_app.command("trust")
+def issuer_trust(
+    issuer: str,
+    jwks: Annotated[Path, typer.Option(help="The provider's public JWKS (file).")],
+    audience: Annotated[str, typer.Option(help="The aud its assertions must carry.")],
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+) -> None:
+    """Trust an upstream identity provider for the JWT bearer grant (RFC 7523)."""
+    jwks_doc = _read_json_file(jwks)
+    s = _open(data, db, paths)
+    try:
+        s.admin.trust_issuer(issuer, jwks=jwks_doc, audience=audience, actor=_actor())
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
+    out.print(f"trusting {issuer} (audience {audience})", highlight=False)
+
+
+# --- admin keys --------------------------------------------------------------------
+
+
+@admin_key_app.command("create")
+def admin_key_create(
+    team: Annotated[str, typer.Option(help="Team the key belongs to.")],
+    role: Annotated[list[str], typer.Option("--role", help="Role (repeatable).")],
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an admin-API key (shown once)."""
+    s = _open(data, db, paths)
+    try:
+        key, secret = s.admin.create_admin_key(team=team, roles=role, name=name, actor=_actor())
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
+    if as_json:
+        _emit({"id": key.id, "key": secret, "team": key.team_id, "roles": list(key.roles)})
+    else:
+        out.print(f"admin key {key.id}: {secret}   (shown once)")
+
+
+# --- keys --------------------------------------------------------------------------
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    data: DataOpt = _DEFAULT_DATA, db: DbOpt = None, paths: PathsOpt = BUNDLED_PATHS
+) -> None:
+    """Make a new signing key active; old keys stay published until their tokens expire."""
+    s = _open(data, db, paths)
+    try:
+        kid = s.keys.rotate(publish_for=s.authority.horizon)
+        with s.store.write() as tx:
+            from tokentrail.audit import Event
+
+            tx.append_audit(Event.KEY_ROTATED, at=s.clock.now(), actor=_actor(), data={"kid": kid})
+    finally:
+        s.close()
+    out.print(f"new signing key {kid}")
+
+
+# --- lineage and revocation --------------------------------------------------------
+
+
+@lineage_app.command("show")
+def lineage_show(
+    node_id: str,
+    limit: Annotated[int, typer.Option(min=1, help="Most descendants to list.")] = 1000,
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show everything derived from a node, with paths, owners and revocation state."""
+    from tokentrail.lineage import tree
+    from tokentrail.render import tree_json, tree_lines
+
+    s = _open(data, db, paths)
+    try:
+        with s.store.read() as tx:
+            result = tree(tx, node_id, limit=limit)
+    except NotFound as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
+    if as_json:
+        _emit(tree_json(result, s.paths))
+        return
+    for line in tree_lines(result, s.paths):
+        out.print(line, highlight=False, markup=False)
+
+
+@app.command()
+def revoke(
+    node_id: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the ledger).")],
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a node (credential, session, token) and so everything derived from it."""
+    s = _open(data, db, paths)
+    try:
+        rev = s.admin.revoke(node_id, reason=reason, actor=_actor())
+        with s.store.read() as tx:
+            current = tx.get_revocation(node_id)
+            descendants = tx.count_descendants(node_id)
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
+    assert current is not None
+    result = {
+        "node_id": node_id,
+        "already_revoked": rev is None,
+        "revoked_at": current.revoked_at,
+        "seq": current.seq,
+        "descendants": descendants,
+    }
+    if as_json:
+        _emit(result)
+    elif rev is None:
+        out.print(f"{node_id} was already revoked (seq {current.seq})")
+    else:
+        out.print(f"revoked {node_id} (seq {current.seq}); {descendants} descendants are dead")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,128 @@
+"""Every setting and its default, in one place.
+
+:class:`Settings` is frozen: reading configuration never changes it. The CLI
+builds one from its options (each option also reads a ``TOKENTRAIL_*``
+environment variable); tests build them directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: The issuance-path map bundled with the package, used when none is given.
+BUNDLED_PATHS = Path(__file__).parent / "data" / "paths.yaml"
+
+
+class Settings(BaseModel):
+    """Configuration of one tokentrail installation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Field(
+        default=Path("tokentrail-data"),
+        description="Folder for the embedded SQLite database and the key-encryption key.",
+    )
+    db_url: str | None = Field(
+        default=None,
+        description=(
+            "Database URL. Unset: SQLite in data_dir. `postgresql://...` selects PostgreSQL "
+            "(several nodes may share one database)."
+        ),
+    )
+    paths_file: Path = Field(
+        default=BUNDLED_PATHS,
+        description="The issuance-path map (YAML). Every token is minted through one of its paths.",
+    )
+    issuer: str = Field(
+        default="http://127.0.0.1:8080",
+        description=(
+            "Issuer identifier (RFC 8414 §2): the URL the metadata's `issuer` carries and "
+            "access tokens' `iss`. `serve` defaults it to the URL it listens on."
+        ),
+    )
+    kek_file: Path | None = Field(
+        default=None,
+        description=(
+            "File holding the 32-byte key-encryption key that seals signing keys. Default: "
+            "data_dir/kek, created on first start. TOKENTRAIL_KEK (base64url) overrides both."
+        ),
+    )
+    signing_alg: str = Field(
+        default="ES256",
+        description="Algorithm for new signing keys: ES256 or EdDSA (Ed25519).",
+    )
+    access_token_ttl: int = Field(
+        default=300,
+        gt=0,
+        description="Default access-token lifetime in seconds; a path's max TTL caps it.",
+    )
+    refresh_token_ttl: int = Field(
+        default=86_400,
+        gt=0,
+        description="Default absolute lifetime of a refresh-token family when its path sets none.",
+    )
+    assertion_max_lifetime: int = Field(
+        default=600,
+        gt=0,
+        description=(
+            "Longest `exp - now` accepted on client and upstream assertions "
+            "(RFC 7523 §3 allows the server to bound it)."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=16_384,
+        gt=0,
+        description="Largest request body accepted on OAuth endpoints; larger bodies get 413.",
+    )
+    key_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often a server re-reads signing keys, to pick up rotations by other nodes.",
+    )
+    credential_grace_seconds: int = Field(
+        default=3_600,
+        ge=0,
+        description="How long a rotated-out client credential keeps working after rotation.",
+    )
+    sqlite_synchronous: str = Field(
+        default="FULL",
+        description=(
+            "SQLite `synchronous` pragma. FULL makes every acknowledged write survive power "
+            "loss; NORMAL survives a process crash only."
+        ),
+    )
+
+    @field_validator("signing_alg")
+    @classmethod
+    def _alg(cls, value: str) -> str:
+        if value not in ("ES256", "EdDSA"):
+            raise ValueError("signing_alg must be ES256 or EdDSA")
+        return value
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _sync(cls, value: str) -> str:
+        if value.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("sqlite_synchronous must be FULL, NORMAL or EXTRA")
+        return value.upper()
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        # RFC 8414 §2: a URL with no query or fragment.
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError("issuer must be an http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL: PostgreSQL through psycopg 3, else SQLite in data_dir."""
+        if self.db_url:
+            url = self.db_url
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{(self.data_dir / 'tokentrail.db').resolve()}"

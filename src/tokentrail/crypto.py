@@ -1,0 +1,327 @@
+"""The hazmat boundary: every signature, hash and key operation lives here.
+
+Nothing else in tokentrail imports ``cryptography`` or ``joserfc``. Callers get
+narrow typed functions: sign and verify our own access tokens, verify JWTs
+signed by others (client assertions, upstream identity assertions), hash
+secrets, compute JWK thumbprints, and seal signing keys under a key-encryption
+key that never enters the database.
+
+Two JWS code paths, chosen by measurement (docs/benchmarks.md):
+
+* our own RFC 9068 access tokens are signed and verified by a lean compact-JWS
+  path straight on ``cryptography`` (verification is the hot path of every
+  introspection and every resource-server request);
+* every JWT minted by someone else goes through ``joserfc``, which handles the
+  whole zoo of algorithms and key formats those parties may use.
+
+Tests check the two agree: joserfc verifies what the lean path signs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, cast
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc import jwt as _jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, OKPKey
+
+from tokentrail.errors import InvalidToken
+
+#: Signature algorithms tokentrail signs its own tokens with.
+SIGNING_ALGORITHMS = ("ES256", "EdDSA")
+#: Asymmetric algorithms accepted on JWTs from clients and upstream providers.
+#: ``none`` and the HMAC family are never accepted (RFC 8725 §3.1, RFC 7523 §3).
+ASSERTION_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512",
+                        "PS256", "PS384", "PS512", "EdDSA")
+
+_PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+_PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --- secrets -----------------------------------------------------------------
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 of a high-entropy secret, hex encoded.
+
+    Every secret tokentrail hashes is one it generated with 256 random bits, so
+    a fast hash is enough: there is nothing to brute-force. The hash is also
+    the lookup key for refresh tokens and admin keys.
+    """
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def secret_matches(secret: str, stored_hash: str) -> bool:
+    """Constant-time comparison of a presented secret with its stored hash."""
+    return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+def sha256_b64url(data: bytes) -> str:
+    return b64url(hashlib.sha256(data).digest())
+
+
+# --- key encryption ----------------------------------------------------------
+
+
+def new_kek() -> bytes:
+    """A fresh 256-bit key-encryption key."""
+    return AESGCM.generate_key(bit_length=256)
+
+
+def seal(kek: bytes, plaintext: bytes, *, context: bytes) -> bytes:
+    """Encrypt ``plaintext`` under ``kek`` (AES-256-GCM, random nonce, bound to ``context``)."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(kek).encrypt(nonce, plaintext, context)
+
+
+def unseal(kek: bytes, sealed: bytes, *, context: bytes) -> bytes:
+    """Decrypt what :func:`seal` produced; raises ``ValueError`` when it was tampered with."""
+    try:
+        return AESGCM(kek).decrypt(sealed[:12], sealed[12:], context)
+    except Exception as exc:  # cryptography raises InvalidTag
+        raise ValueError("sealed key does not open with this key-encryption key") from exc
+
+
+# --- our signing keys --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One of tokentrail's own signing keys."""
+
+    kid: str
+    alg: str
+    private: _PrivateKey
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk = _public_jwk(self.private.public_key())
+        jwk.update({"kid": self.kid, "alg": self.alg, "use": "sig"})
+        return jwk
+
+    def private_pem(self) -> bytes:
+        return self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def generate_signing_key(alg: str) -> SigningKey:
+    """Create a signing key for ``alg`` (ES256, or EdDSA with Ed25519)."""
+    private: _PrivateKey
+    if alg == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    elif alg == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise ValueError(f"unsupported signing algorithm {alg!r}")
+    kid = jwk_thumbprint(_public_jwk(private.public_key()))[:16]
+    return SigningKey(kid=kid, alg=alg, private=private)
+
+
+def load_signing_key(kid: str, alg: str, pem: bytes) -> SigningKey:
+    private = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise ValueError("stored signing key has an unsupported type")
+    return SigningKey(kid=kid, alg=alg, private=private)
+
+
+def _public_jwk(public: _PublicKey) -> dict[str, Any]:
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return dict(ECKey.import_key(public).as_dict(private=False))
+    return dict(OKPKey.import_key(public).as_dict(private=False))
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK SHA-256 thumbprint, base64url (the value of ``cnf.jkt``)."""
+    required = {
+        "EC": ("crv", "kty", "x", "y"),
+        "OKP": ("crv", "kty", "x"),
+        "RSA": ("e", "kty", "n"),
+    }.get(str(jwk.get("kty")))
+    if required is None or any(not isinstance(jwk.get(k), str) for k in required):
+        raise ValueError("JWK lacks the members its key type requires")
+    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"))
+    return sha256_b64url(canonical.encode("utf-8"))
+
+
+# --- lean compact JWS for our own access tokens -------------------------------
+
+
+def _json_b64(obj: dict[str, Any]) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+
+
+class TokenSigner:
+    """Signs compact JWS with one of our keys; the header is encoded once."""
+
+    __slots__ = ("_ec", "_header", "_key")
+
+    def __init__(self, key: SigningKey, *, typ: str) -> None:
+        self._key = key
+        self._ec = isinstance(key.private, ec.EllipticCurvePrivateKey)
+        self._header = _json_b64({"alg": key.alg, "kid": key.kid, "typ": typ})
+
+    @property
+    def kid(self) -> str:
+        return self._key.kid
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        signing_input = f"{self._header}.{_json_b64(claims)}"
+        data = signing_input.encode("ascii")
+        private = self._key.private
+        if isinstance(private, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(private.sign(data, ec.ECDSA(hashes.SHA256())))
+            sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        else:
+            sig = private.sign(data)
+        return f"{signing_input}.{b64url(sig)}"
+
+
+class TokenVerifier:
+    """Verifies compact JWS signed by one of the keys it holds.
+
+    It checks structure, header (``alg`` matches the key, ``typ`` is the one
+    expected, ``crit`` absent) and the signature, and returns the claims. Claim
+    semantics (``exp``, ``iss``, ``aud``, revocation) are the caller's; see
+    :mod:`tokentrail.oauth.access_token`. Every failure is the same opaque
+    :class:`~tokentrail.errors.InvalidToken`.
+    """
+
+    __slots__ = ("_headers", "_keys", "_typ")
+
+    def __init__(self, public_jwks: list[dict[str, Any]], *, typ: str) -> None:
+        self._typ = typ
+        self._keys: dict[str, tuple[str, _PublicKey]] = {}
+        for jwk in public_jwks:
+            self._keys[str(jwk["kid"])] = (str(jwk["alg"]), _import_public(jwk))
+        self._headers: dict[str, tuple[str, _PublicKey]] = {}
+
+    def kids(self) -> set[str]:
+        return set(self._keys)
+
+    def _key_for(self, header_b64: str) -> tuple[str, _PublicKey]:
+        found = self._headers.get(header_b64)
+        if found is not None:
+            return found
+        try:
+            header = json.loads(b64url_decode(header_b64))
+        except ValueError as exc:
+            raise InvalidToken("header is not base64url JSON") from exc
+        if not isinstance(header, dict) or header.get("typ") != self._typ or "crit" in header:
+            raise InvalidToken("unexpected JOSE header")
+        entry = self._keys.get(str(header.get("kid")))
+        if entry is None or header.get("alg") != entry[0]:
+            raise InvalidToken("unknown kid or algorithm mismatch")
+        if len(self._headers) < 64:  # one entry per key; bounded against junk
+            self._headers[header_b64] = entry
+        return entry
+
+    def verify(self, token: str) -> dict[str, Any]:
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise InvalidToken("not a compact JWS")
+        header_b64, payload_b64, sig_b64 = parts
+        alg, public = self._key_for(header_b64)
+        try:
+            sig = b64url_decode(sig_b64)
+        except ValueError as exc:
+            raise InvalidToken("signature is not base64url") from exc
+        data = f"{header_b64}.{payload_b64}".encode("ascii", "replace")
+        try:
+            if isinstance(public, ec.EllipticCurvePublicKey):
+                if len(sig) != 64:
+                    raise InvalidToken("bad ES256 signature length")
+                der = encode_dss_signature(
+                    int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+                )
+                public.verify(der, data, ec.ECDSA(hashes.SHA256()))
+            else:
+                public.verify(sig, data)
+        except InvalidSignature as exc:
+            raise InvalidToken("bad signature") from exc
+        try:
+            claims = json.loads(b64url_decode(payload_b64))
+        except ValueError as exc:
+            raise InvalidToken("payload is not base64url JSON") from exc
+        if not isinstance(claims, dict):
+            raise InvalidToken("payload is not a JSON object")
+        return cast(dict[str, Any], claims)
+
+
+def _import_public(jwk: dict[str, Any]) -> _PublicKey:
+    kty = jwk.get("kty")
+    if kty == "EC":
+        key = ECKey.import_key(jwk).get_op_key("verify")
+    elif kty == "OKP":
+        key = OKPKey.import_key(jwk).get_op_key("verify")
+    else:
+        raise ValueError(f"unsupported key type {kty!r}")
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ValueError("not a public key")
+    return key
+
+
+# --- JWTs signed by other parties --------------------------------------------
+
+
+def parse_jwks(document: Any) -> dict[str, Any]:
+    """Validate a JWKS document holding only public keys; return it normalised.
+
+    Raises ``ValueError`` with a clear reason: not a ``{"keys": [...]}`` object,
+    a key that does not import, or a key carrying private members.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError('a JWKS must be a JSON object with a "keys" array')
+    if not document["keys"]:
+        raise ValueError("the JWKS holds no keys")
+    private_members = {"d", "p", "q", "dp", "dq", "qi", "k"}
+    for jwk in document["keys"]:
+        if not isinstance(jwk, dict):
+            raise ValueError("every JWKS entry must be a JSON object")
+        if private_members & set(jwk):
+            raise ValueError("the JWKS contains private key material; publish public keys only")
+        if jwk.get("kty") == "oct":
+            raise ValueError("symmetric keys are not accepted")
+    try:
+        KeySet.import_key_set(document)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"the JWKS does not import: {exc}") from exc
+    return {"keys": [dict(k) for k in document["keys"]]}
+
+
+def verify_foreign_jwt(token: str, jwks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify a JWT signed by a client or an upstream provider with a key of ``jwks``.
+
+    Only asymmetric algorithms are accepted; ``none`` and HMAC never are. Returns
+    ``(header, claims)``; claim checks are the caller's. Failures raise
+    :class:`~tokentrail.errors.InvalidToken`.
+    """
+    try:
+        keys = KeySet.import_key_set(cast(Any, jwks))
+        decoded = _jwt.decode(token, keys, algorithms=list(ASSERTION_ALGORITHMS))
+    except (JoseError, ValueError, TypeError, KeyError, UnicodeError) as exc:
+        raise InvalidToken(f"assertion signature: {type(exc).__name__}") from exc
+    return dict(decoded.header), dict(decoded.claims)

@@ -1,0 +1,1 @@
+"""OAuth 2.0 endpoints and grants, one module per protocol concept."""

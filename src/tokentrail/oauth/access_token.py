@@ -1,0 +1,86 @@
+"""JWT access tokens — RFC 9068, with lineage claims for local revocation checks.
+
+Claims: ``iss sub aud exp iat jti client_id`` (RFC 9068 §2.2), ``scope`` when
+any was granted, ``act`` for exchanged tokens (RFC 8693 §4.1), and two
+tokentrail claims:
+
+``tt_path``
+    the id of the declared issuance path the token came through;
+``tt_anc``
+    the ids of every lineage ancestor (credential, session, refresh token,
+    subject and actor tokens...). The token's own id is its ``jti``. A verifier
+    holding the set of revoked ids rejects the token when ``jti`` or any
+    ``tt_anc`` entry is in it — no call home, no per-descendant revocation.
+
+Verification (RFC 9068 §4): ``typ`` is ``at+jwt``; the key is one we publish and
+its algorithm matches; ``iss`` is exactly our issuer; ``exp`` is in the future;
+the required claims are present. The audience check is the resource server's
+(the verifier SDK); introspection answers for any audience.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokentrail.clock import Clock
+from tokentrail.errors import InvalidToken
+from tokentrail.keys import KeyRing
+
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+REFRESH_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:refresh_token"
+#: Time allowed past ``exp`` for clock differences between us and verifiers.
+EXP_LEEWAY = 0
+_REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "tt_anc")
+
+
+class AccessTokens:
+    """Mint and verify our access tokens."""
+
+    def __init__(self, keys: KeyRing, *, issuer: str, clock: Clock) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._clock = clock
+
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
+    def mint(self, claims: dict[str, Any]) -> str:
+        return self._keys.signer().sign(claims)
+
+    def verify(self, token: str, *, allow_expired: bool = False) -> dict[str, Any]:
+        """The claims of a token we issued whose signature and time are valid.
+
+        Does not check revocation (see :meth:`lineage`); raises
+        :class:`~tokentrail.errors.InvalidToken` for every failure.
+        """
+        if len(token) > 8192:
+            raise InvalidToken("token too long")
+        try:
+            claims = self._keys.verifier().verify(token)
+        except InvalidToken:
+            # Perhaps another node rotated keys since we loaded them.
+            self._keys.refresh()
+            claims = self._keys.verifier().verify(token)
+        if claims.get("iss") != self._issuer:
+            raise InvalidToken("wrong issuer")
+        if any(name not in claims for name in _REQUIRED):
+            raise InvalidToken("missing claim")
+        exp = claims["exp"]
+        if not isinstance(exp, int) or isinstance(exp, bool):
+            raise InvalidToken("bad exp")
+        if not allow_expired and exp + EXP_LEEWAY <= self._clock.now():
+            raise InvalidToken("expired")
+        if not isinstance(claims["tt_anc"], list) or not isinstance(claims["jti"], str):
+            raise InvalidToken("bad lineage claims")
+        return claims
+
+
+def lineage(claims: dict[str, Any]) -> list[str]:
+    """The ids whose revocation kills the token: its ``jti`` and ``tt_anc``."""
+    return [claims["jti"], *(a for a in claims["tt_anc"] if isinstance(a, str))]
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2

@@ -1,0 +1,207 @@
+"""Client authentication — RFC 6749 §2.3.1 (client secrets), RFC 7523 §2.2 (private_key_jwt).
+
+A request authenticates with exactly one method (RFC 6749 §2.3: a client MUST
+NOT use more than one), and it must be the method the client registered. A
+client may hold several live credentials during a rotation; each is tried with
+a constant-time comparison. Every failure is the same ``invalid_client`` to the
+caller; the reason goes to the audit ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from tokentrail import crypto
+from tokentrail.audit import Event
+from tokentrail.clock import MAX_CLOCK_SKEW, Clock
+from tokentrail.errors import InvalidClient, InvalidRequest, InvalidToken
+from tokentrail.model import AuthMethod, Client, Credential, CredentialKind
+from tokentrail.oauth.request import OAuthRequest
+from tokentrail.storage.store import Store, Tx
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+SUPPORTED_METHODS = tuple(m.value for m in AuthMethod)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedClient:
+    client: Client
+    credential: Credential
+    #: What the client presented, in the path map's vocabulary.
+    input_kind: CredentialKind
+
+
+class ClientAuthenticator:
+    def __init__(
+        self, store: Store, clock: Clock, *, audiences: tuple[str, ...], max_lifetime: int
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._audiences = frozenset(audiences)
+        self._max_lifetime = max_lifetime
+
+    def authenticate(self, req: OAuthRequest) -> AuthenticatedClient:
+        method, client_id, secret, assertion = _presented(req)
+        now = self._clock.now()
+        try:
+            with self._store.write() as tx:
+                return self._check(tx, method, client_id, secret, assertion, now)
+        except InvalidClient as exc:
+            with self._store.write() as tx:
+                tx.append_audit(
+                    Event.CLIENT_AUTH_FAILED,
+                    at=now,
+                    actor=f"client:{client_id}" if client_id else "anonymous",
+                    client_id=client_id,
+                    data={"method": method.value, "reason": exc.detail},
+                )
+            raise
+
+    def _check(
+        self,
+        tx: Tx,
+        method: AuthMethod,
+        client_id: str | None,
+        secret: str | None,
+        assertion: str | None,
+        now: float,
+    ) -> AuthenticatedClient:
+        if method is AuthMethod.PRIVATE_KEY_JWT:
+            assert assertion is not None
+            client_id = self._assertion_client_id(assertion, client_id)
+        assert client_id is not None
+        client = tx.get_client(client_id)
+        if client is None or client.disabled_at is not None:
+            raise InvalidClient("client authentication failed", detail="unknown or disabled client")
+        if client.auth_method is not method:
+            raise InvalidClient(
+                "client authentication failed",
+                detail=f"client registered {client.auth_method.value}, presented {method.value}",
+            )
+        creds = tx.client_credentials(client.id, now=now)
+        live = [c for c in creds if tx.first_revoked([c.id]) is None]
+        if method is AuthMethod.PRIVATE_KEY_JWT:
+            assert assertion is not None
+            cred = self._verify_assertion(tx, client, live, assertion, now)
+            return AuthenticatedClient(client, cred, CredentialKind.PRIVATE_KEY_JWT)
+        assert secret is not None
+        matched = None
+        for cred in live:  # try every live secret so timing does not tell which matched
+            if cred.secret_hash is not None and crypto.secret_matches(secret, cred.secret_hash):
+                matched = matched or cred
+        if matched is None:
+            raise InvalidClient("client authentication failed", detail="wrong or revoked secret")
+        return AuthenticatedClient(client, matched, CredentialKind.CLIENT_SECRET)
+
+    @staticmethod
+    def _assertion_client_id(assertion: str, client_id: str | None) -> str:
+        try:
+            payload = assertion.split(".")[1]
+            claims = json.loads(crypto.b64url_decode(payload))
+            sub = claims["sub"]
+        except (IndexError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidClient(
+                "client authentication failed", detail="client_assertion is not a JWT"
+            ) from exc
+        if not isinstance(sub, str) or (client_id is not None and client_id != sub):
+            raise InvalidClient(
+                "client authentication failed", detail="client_id does not match assertion sub"
+            )
+        return sub
+
+    def _verify_assertion(
+        self, tx: Tx, client: Client, live: list[Credential], assertion: str, now: float
+    ) -> Credential:
+        claims = None
+        used = None
+        for cred in live:
+            if cred.jwks is None:
+                continue
+            try:
+                _, claims = crypto.verify_foreign_jwt(assertion, cred.jwks)
+            except InvalidToken:
+                continue
+            used = cred
+            break
+        if claims is None or used is None:
+            raise InvalidClient("client authentication failed", detail="assertion signature")
+        # RFC 7523 §3: iss and sub are the client_id; aud names this server; exp bounds it.
+        problem = _assertion_problem(claims, client.id, self._audiences, now, self._max_lifetime)
+        if problem:
+            raise InvalidClient("client authentication failed", detail=problem)
+        key = crypto.hash_secret(f"client_assertion\x00{client.id}\x00{claims['jti']}")
+        if not tx.remember_once(key, expires_at=float(claims["exp"]) + MAX_CLOCK_SKEW, now=now):
+            raise InvalidClient("client authentication failed", detail="client_assertion replayed")
+        return used
+
+
+def _assertion_problem(
+    claims: dict[str, object], client_id: str, audiences: frozenset[str], now: float,
+    max_lifetime: int,
+) -> str | None:
+    if claims.get("iss") != client_id or claims.get("sub") != client_id:
+        return "iss and sub must both be the client_id"
+    aud = claims.get("aud")
+    aud_list = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not audiences.intersection(a for a in aud_list if isinstance(a, str)):
+        return "aud does not name this server"
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return "exp missing"
+    if exp <= now - MAX_CLOCK_SKEW:
+        return "assertion expired"
+    if exp > now + max_lifetime:
+        return "exp too far in the future"
+    nbf = claims.get("nbf")
+    if isinstance(nbf, int | float) and nbf > now + MAX_CLOCK_SKEW:
+        return "assertion not yet valid"
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        return "jti missing (needed for replay protection)"
+    return None
+
+
+def _presented(req: OAuthRequest) -> tuple[AuthMethod, str | None, str | None, str | None]:
+    """Which single method the request uses, and what it presents."""
+    methods: list[tuple[AuthMethod, str | None, str | None, str | None]] = []
+    header = req.authorization
+    if header and header[:6].lower() == "basic ":
+        try:
+            raw = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+            user, sep, password = raw.partition(":")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise InvalidClient("malformed Basic credentials", detail="bad base64") from exc
+        if not sep or not user:
+            raise InvalidClient("malformed Basic credentials", detail="no colon")
+        # RFC 6749 §2.3.1: both halves are form-urlencoded before base64.
+        methods.append(
+            (AuthMethod.CLIENT_SECRET_BASIC, unquote_plus(user), unquote_plus(password), None)
+        )
+    elif header:
+        raise InvalidClient(
+            "unsupported Authorization scheme at this endpoint", detail="non-Basic header"
+        )
+    if req.get("client_secret") is not None:
+        methods.append(
+            (AuthMethod.CLIENT_SECRET_POST, req.get("client_id"), req.get("client_secret"), None)
+        )
+    if req.get("client_assertion") is not None or req.get("client_assertion_type") is not None:
+        if req.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise InvalidRequest(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
+        methods.append(
+            (AuthMethod.PRIVATE_KEY_JWT, req.get("client_id"), None, req.require("client_assertion"))
+        )
+    if not methods:
+        raise InvalidClient("client authentication required", detail="no credentials presented")
+    if len(methods) > 1:
+        raise InvalidRequest("use exactly one client authentication method")
+    method, client_id, secret, assertion = methods[0]
+    if method is AuthMethod.CLIENT_SECRET_BASIC and req.get("client_id") not in (None, client_id):
+        raise InvalidRequest("client_id in the body differs from the Basic credentials")
+    if method is AuthMethod.CLIENT_SECRET_POST and client_id is None:
+        raise InvalidRequest("client_secret_post needs client_id")
+    return method, client_id, secret, assertion

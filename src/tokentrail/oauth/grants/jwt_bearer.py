@@ -1,0 +1,161 @@
+"""JWT Bearer Grant — RFC 7523 §2.1: an upstream login becomes a session.
+
+A trusted upstream identity provider signs an assertion about a person; the
+client presents it and gets an access token and a refresh token. Lineage:
+
+    upstream credential (issuer + subject)  ->  session  ->  refresh token  ->  access token
+
+The upstream credential node has a deterministic id derived from issuer and
+subject, so every session of that person hangs under one node, and revoking it
+ends them all ("sign out everywhere").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from tokentrail import crypto, ids
+from tokentrail.audit import Event
+from tokentrail.clock import MAX_CLOCK_SKEW
+from tokentrail.errors import InvalidGrant, InvalidToken
+from tokentrail.model import CredentialKind, Node, NodeKind
+from tokentrail.oauth.authority import Authority, token_response
+from tokentrail.oauth.client_auth import AuthenticatedClient
+from tokentrail.oauth.refresh_tokens import mint_refresh_token
+from tokentrail.oauth.request import OAuthRequest
+from tokentrail.policy.paths import Grant
+from tokentrail.storage.store import Tx
+
+
+def upstream_node_id(issuer: str, subject: str) -> str:
+    """The lineage id of an upstream login: stable per (issuer, subject)."""
+    return "up_" + crypto.sha256_b64url(f"{issuer}\x00{subject}".encode())[:22]
+
+
+class JwtBearerGrant:
+    GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+    def __init__(self, authority: Authority) -> None:
+        self._a = authority
+
+    def issue(self, auth: AuthenticatedClient, req: OAuthRequest) -> dict[str, Any]:
+        a = self._a
+        client = auth.client
+        assertion = req.require("assertion")
+        path = a.resolve_path(client, Grant.JWT_BEARER, CredentialKind.UPSTREAM_ASSERTION)
+        now = a.clock.now()
+        with a.store.write() as tx:
+            issuer, claims = self._verify(tx, assertion, now)
+            subject = claims["sub"]
+            scope = a.grant_scope(req.get("scope"), list(client.scopes), path=path)
+            audience = a.grant_audience(
+                req.get_all("resource") + req.get_all("audience"),
+                list(client.audiences),
+                path=path,
+            )
+            upstream = Node(
+                id=upstream_node_id(issuer, subject),
+                kind=NodeKind.CREDENTIAL,
+                path_id=None,
+                client_id=None,
+                subject=subject,
+                team_id=None,
+                parents=(),
+                ancestors=(),
+                created_at=now,
+                expires_at=None,
+                meta={"issuer": issuer, "subject": subject, "kind": "upstream_login"},
+            )
+            tx.insert_node_if_absent(upstream)
+            lifetime = path.refresh.absolute_lifetime if path.refresh else path.max_ttl
+            session = Node(
+                id=ids.new_id("ses"),
+                kind=NodeKind.SESSION,
+                path_id=path.id,
+                client_id=client.id,
+                subject=subject,
+                team_id=client.team_id,
+                parents=(upstream.id,),
+                ancestors=(upstream.id,),
+                created_at=now,
+                expires_at=float(math.floor(now + lifetime)),
+                meta={
+                    "scope": scope,
+                    "aud": audience,
+                    "issuer": issuer,
+                    "auth_time": claims.get("auth_time", claims.get("iat")),
+                },
+            )
+            tx.insert_node(session)
+            tx.append_audit(
+                Event.SESSION_CREATED,
+                at=now,
+                actor=f"client:{client.id}",
+                node_id=session.id,
+                client_id=client.id,
+                subject=subject,
+                team_id=client.team_id,
+                data={"path": path.id, "issuer": issuer, "expires_at": session.expires_at},
+            )
+            parent = session
+            refresh_secret = None
+            if path.refresh is not None:
+                refresh_secret, parent = mint_refresh_token(
+                    tx, path=path, client=client, session=session, now=now
+                )
+            minted = a.mint_access_token(
+                tx,
+                path=path,
+                client=client,
+                subject=subject,
+                parents=[parent],
+                audience=audience,
+                scope=scope,
+                now=now,
+                event=Event.TOKEN_ISSUED,
+                expires_at=session.expires_at,
+            )
+        return token_response(minted, now=now, refresh_token=refresh_secret)
+
+    def _verify(self, tx: Tx, assertion: str, now: float) -> tuple[str, dict[str, Any]]:
+        """RFC 7523 §3: issuer trusted, signature, sub, aud, exp, nbf, single use."""
+        try:
+            unverified = json.loads(crypto.b64url_decode(assertion.split(".")[1]))
+            issuer = unverified["iss"]
+        except (IndexError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidGrant("assertion is not a JWT with an iss claim") from exc
+        if not isinstance(issuer, str):
+            raise InvalidGrant("assertion iss must be a string")
+        trusted = tx.get_issuer(issuer)
+        if trusted is None:
+            raise InvalidGrant("assertion issuer is not trusted")
+        try:
+            _, claims = crypto.verify_foreign_jwt(assertion, trusted.jwks)
+        except InvalidToken as exc:
+            raise InvalidGrant("assertion signature is not valid for its issuer") from exc
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise InvalidGrant("assertion must carry a sub")
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if trusted.audience not in auds:
+            raise InvalidGrant("assertion audience does not name this server")
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            raise InvalidGrant("assertion must carry exp")
+        if exp <= now - MAX_CLOCK_SKEW:
+            raise InvalidGrant("assertion has expired")
+        if exp > now + self._a.settings.assertion_max_lifetime:
+            raise InvalidGrant("assertion exp is too far in the future")
+        nbf = claims.get("nbf")
+        if isinstance(nbf, int | float) and nbf > now + MAX_CLOCK_SKEW:
+            raise InvalidGrant("assertion is not yet valid")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti:
+            raise InvalidGrant("assertion must carry jti (replay protection)")
+        key = crypto.hash_secret(f"assertion\x00{issuer}\x00{jti}")
+        if not tx.remember_once(key, expires_at=float(exp) + MAX_CLOCK_SKEW, now=now):
+            raise InvalidGrant("assertion was already used")
+        return issuer, claims

@@ -1,0 +1,105 @@
+"""Refresh Token Grant — RFC 6749 §6, rotation and reuse detection per RFC 9700 §4.14.2.
+
+Every use rotates: the presented token is marked used (compare-and-set, so two
+concurrent uses cannot both win) and a new one is issued in the same family.
+Presenting a token that was already rotated out means two parties hold it; the
+server cannot tell which is the thief, so it revokes the whole family (the
+session node) and records a detection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokentrail import crypto
+from tokentrail.audit import Event
+from tokentrail.errors import InvalidGrant, InvalidScope
+from tokentrail.lineage import revoke
+from tokentrail.model import NodeKind
+from tokentrail.oauth.authority import Authority, token_response
+from tokentrail.oauth.client_auth import AuthenticatedClient
+from tokentrail.oauth.refresh_tokens import mint_refresh_token
+from tokentrail.oauth.request import OAuthRequest
+
+
+class RefreshTokenGrant:
+    GRANT_TYPE = "refresh_token"
+
+    def __init__(self, authority: Authority) -> None:
+        self._a = authority
+
+    def issue(self, auth: AuthenticatedClient, req: OAuthRequest) -> dict[str, Any]:
+        a = self._a
+        client = auth.client
+        presented = req.require("refresh_token")
+        now = a.clock.now()
+        reused_family: str | None = None
+        with a.store.write() as tx:
+            node = tx.get_node_by_token_hash(crypto.hash_secret(presented))
+            # §6: the token must exist and belong to the authenticated client.
+            if node is None or node.kind is not NodeKind.REFRESH_TOKEN or node.client_id != client.id:
+                raise InvalidGrant("refresh token is invalid")
+            if tx.first_revoked(node.lineage) is not None:
+                raise InvalidGrant("refresh token is revoked")
+            if node.expires_at is not None and node.expires_at <= now:
+                raise InvalidGrant("refresh token has expired")
+            path = a.path_for_node(client, node.path_id)
+            if path.refresh is None:
+                raise InvalidGrant(f"path {path.id} no longer allows refresh")
+            session = tx.get_node(node.parents[0])
+            assert session is not None
+            granted = list(node.meta.get("scope", []))
+            scope = granted
+            if req.get("scope") is not None:
+                wanted = req.require("scope").split(" ")
+                if any(s not in granted for s in wanted):
+                    raise InvalidScope("a refresh cannot widen the scope of the original grant")
+                scope = list(dict.fromkeys(wanted))
+            rotate = path.refresh.rotation
+            new_secret = None
+            parent = node
+            if rotate:
+                if not tx.mark_used(node.id, now):
+                    reused_family = session.id
+                else:
+                    new_secret, parent = mint_refresh_token(
+                        tx, path=path, client=client, session=session, now=now
+                    )
+            if reused_family is None:
+                minted = a.mint_access_token(
+                    tx,
+                    path=path,
+                    client=client,
+                    subject=node.subject or client.id,
+                    parents=[parent],
+                    audience=list(session.meta.get("aud", [])) or list(client.audiences[:1]),
+                    scope=scope,
+                    now=now,
+                    event=Event.TOKEN_REFRESHED,
+                    expires_at=session.expires_at,
+                )
+        if reused_family is not None:
+            self._contain_reuse(reused_family, node.id, client.id, now)
+            raise InvalidGrant("refresh token was already used; the session has been revoked")
+        return token_response(minted, now=now, refresh_token=new_secret)
+
+    def _contain_reuse(self, family: str, token_id: str, client_id: str, now: float) -> None:
+        """RFC 9700 §4.14.2: revoke the family, and say so in the ledger."""
+        a = self._a
+        with a.store.write() as tx:
+            tx.append_audit(
+                Event.REFRESH_REUSE_DETECTED,
+                at=now,
+                actor="tokentrail:detection",
+                node_id=token_id,
+                client_id=client_id,
+                data={"family": family, "response": "revoke_family"},
+            )
+            revoke(
+                tx,
+                family,
+                reason="refresh token reuse detected",
+                actor="tokentrail:detection",
+                now=now,
+                horizon=a.horizon,
+            )

@@ -1,0 +1,58 @@
+"""A parsed request to an OAuth endpoint: form parameters and the headers that matter.
+
+RFC 6749 §3.2 and §2.3: token-endpoint parameters arrive form-encoded and MUST
+NOT repeat, except the ones that are lists by definition (``resource``,
+RFC 8707; ``audience``, RFC 8693 §2.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from tokentrail.errors import InvalidRequest
+
+_REPEATABLE = frozenset({"resource", "audience"})
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthRequest:
+    form: dict[str, list[str]]
+    authorization: str | None = None
+
+    @classmethod
+    def parse(cls, body: bytes, *, content_type: str | None, authorization: str | None) -> OAuthRequest:
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != FORM_TYPE:
+            raise InvalidRequest(f"the request body must be {FORM_TYPE}")
+        try:
+            pairs = parse_qsl(
+                body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
+                max_num_fields=64,
+            )
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidRequest("the request body is not valid form encoding") from exc
+        form: dict[str, list[str]] = {}
+        for key, value in pairs:
+            form.setdefault(key, []).append(value)
+        for key, values in form.items():
+            if len(values) > 1 and key not in _REPEATABLE:
+                raise InvalidRequest(f"parameter {key!r} is repeated")
+        return cls(form=form, authorization=authorization)
+
+    def get(self, name: str) -> str | None:
+        """A single-valued parameter; empty values count as absent (RFC 6749 §3.1)."""
+        values = self.form.get(name)
+        if not values or values[0] == "":
+            return None
+        return values[0]
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise InvalidRequest(f"missing parameter {name!r}")
+        return value
+
+    def get_all(self, name: str) -> list[str]:
+        return [v for v in self.form.get(name, []) if v]

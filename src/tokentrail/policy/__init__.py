@@ -1,0 +1,1 @@
+"""Policy: the declared issuance-path map and what it allows."""

@@ -1,0 +1,70 @@
+"""Composition root: build every part of tokentrail from :class:`Settings`, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokentrail.admin import Admin
+from tokentrail.clock import Clock, SystemClock
+from tokentrail.config import Settings
+from tokentrail.keys import KeyRing, load_kek
+from tokentrail.oauth.authority import Authority
+from tokentrail.oauth.client_auth import ClientAuthenticator
+from tokentrail.oauth.introspection import IntrospectionEndpoint
+from tokentrail.oauth.revocation import RevocationEndpoint
+from tokentrail.oauth.token_endpoint import TokenEndpoint
+from tokentrail.policy.paths import PathMap, load_path_map
+from tokentrail.storage.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    store: Store
+    paths: PathMap
+    keys: KeyRing
+    authority: Authority
+    admin: Admin
+    token: TokenEndpoint
+    introspection: IntrospectionEndpoint
+    revocation: RevocationEndpoint
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    paths = load_path_map(settings.paths_file)
+    store = Store.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    kek = load_kek(settings.kek_file or settings.data_dir / "kek")
+    keys = KeyRing(
+        store, kek, clock, alg=settings.signing_alg, cache_seconds=settings.key_cache_seconds
+    )
+    keys.ensure_key()
+    authority = Authority(settings=settings, store=store, clock=clock, keys=keys, paths=paths)
+    issuer = settings.issuer
+    authenticator = ClientAuthenticator(
+        store,
+        clock,
+        audiences=(
+            issuer,
+            f"{issuer}/oauth/token",
+            f"{issuer}/oauth/introspect",
+            f"{issuer}/oauth/revoke",
+        ),
+        max_lifetime=settings.assertion_max_lifetime,
+    )
+    return Services(
+        settings=settings,
+        clock=clock,
+        store=store,
+        paths=paths,
+        keys=keys,
+        authority=authority,
+        admin=Admin(store, clock, paths, horizon=authority.horizon),
+        token=TokenEndpoint(authority, authenticator),
+        introspection=IntrospectionEndpoint(authority, authenticator),
+        revocation=RevocationEndpoint(authority, authenticator),
+    )

@@ -1,0 +1,519 @@
+"""The store: every read and write tokentrail makes, on SQLite or PostgreSQL.
+
+Callers open a unit of work with :meth:`Store.write` (one transaction, committed
+when the block ends, rolled back if it raises) or :meth:`Store.read`, and call
+the typed methods of :class:`Tx`. An issuance writes its node, its edges and
+its audit record inside one ``write`` block, so none exists without the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import IntegrityError
+
+from tokentrail.model import (
+    AdminKey,
+    AuditRecord,
+    AuthMethod,
+    Client,
+    ClientKind,
+    Credential,
+    CredentialKind,
+    Node,
+    NodeKind,
+    Revocation,
+    Team,
+    TrustedIssuer,
+)
+from tokentrail.storage import tables as t
+from tokentrail.storage.engine import migrate, open_engine
+
+
+class Store:
+    """A database holding one tokentrail installation."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Store:
+        engine = open_engine(url, sqlite_synchronous=sqlite_synchronous)
+        migrate(engine)
+        return cls(engine)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A write transaction; SQLite takes the write lock at ``BEGIN``."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield Tx(conn, self.dialect)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self.engine.connect() as conn, conn.begin():
+            yield Tx(conn, self.dialect)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _insert_ignore(dialect: str, table: Any) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the current dialect."""
+    if dialect == "postgresql":
+        return pg_dialect.insert(table).on_conflict_do_nothing()
+    return sqlite_dialect.insert(table).on_conflict_do_nothing()
+
+
+class Tx:
+    """One unit of work on an open transaction."""
+
+    def __init__(self, conn: Connection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    # --- teams ------------------------------------------------------------
+
+    def insert_team(self, team: Team) -> bool:
+        res = self.conn.execute(
+            _insert_ignore(self.dialect, t.teams).values(
+                id=team.id, name=team.name, created_at=team.created_at
+            )
+        )
+        return bool(res.rowcount)
+
+    def get_team(self, team_id: str) -> Team | None:
+        row = self.conn.execute(select(t.teams).where(t.teams.c.id == team_id)).first()
+        return Team(row.id, row.name, row.created_at) if row else None
+
+    def list_teams(self) -> list[Team]:
+        rows = self.conn.execute(select(t.teams).order_by(t.teams.c.id))
+        return [Team(r.id, r.name, r.created_at) for r in rows]
+
+    # --- clients and credentials --------------------------------------------
+
+    def insert_client(self, client: Client) -> None:
+        self.conn.execute(
+            insert(t.clients).values(
+                id=client.id,
+                team_id=client.team_id,
+                name=client.name,
+                kind=client.kind.value,
+                auth_method=client.auth_method.value,
+                paths=list(client.paths),
+                scopes=list(client.scopes),
+                audiences=list(client.audiences),
+                created_at=client.created_at,
+                disabled_at=client.disabled_at,
+            )
+        )
+
+    def get_client(self, client_id: str) -> Client | None:
+        row = self.conn.execute(select(t.clients).where(t.clients.c.id == client_id)).first()
+        return _client(row) if row else None
+
+    def list_clients(self, team_id: str | None = None) -> list[Client]:
+        q = select(t.clients).order_by(t.clients.c.created_at)
+        if team_id is not None:
+            q = q.where(t.clients.c.team_id == team_id)
+        return [_client(r) for r in self.conn.execute(q)]
+
+    def insert_credential(self, cred: Credential) -> None:
+        self.conn.execute(
+            insert(t.credentials).values(
+                id=cred.id,
+                client_id=cred.client_id,
+                kind=cred.kind.value,
+                secret_hash=cred.secret_hash,
+                jwks=cred.jwks,
+                created_at=cred.created_at,
+                not_after=cred.not_after,
+            )
+        )
+
+    def get_credential(self, cred_id: str) -> Credential | None:
+        row = self.conn.execute(select(t.credentials).where(t.credentials.c.id == cred_id)).first()
+        return _credential(row) if row else None
+
+    def client_credentials(self, client_id: str, *, now: float) -> list[Credential]:
+        """The client's credentials that have not passed their ``not_after``, newest first."""
+        rows = self.conn.execute(
+            select(t.credentials)
+            .where(
+                t.credentials.c.client_id == client_id,
+                or_(t.credentials.c.not_after.is_(None), t.credentials.c.not_after > now),
+            )
+            .order_by(t.credentials.c.created_at.desc())
+        )
+        return [_credential(r) for r in rows]
+
+    def set_credential_not_after(self, cred_id: str, not_after: float) -> None:
+        self.conn.execute(
+            update(t.credentials)
+            .where(
+                t.credentials.c.id == cred_id,
+                or_(t.credentials.c.not_after.is_(None), t.credentials.c.not_after > not_after),
+            )
+            .values(not_after=not_after)
+        )
+
+    # --- trusted upstream issuers -------------------------------------------
+
+    def put_issuer(self, issuer: TrustedIssuer) -> None:
+        self.conn.execute(delete(t.trusted_issuers).where(t.trusted_issuers.c.issuer == issuer.issuer))
+        self.conn.execute(
+            insert(t.trusted_issuers).values(
+                issuer=issuer.issuer,
+                jwks=issuer.jwks,
+                audience=issuer.audience,
+                created_at=issuer.created_at,
+            )
+        )
+
+    def get_issuer(self, issuer: str) -> TrustedIssuer | None:
+        row = self.conn.execute(
+            select(t.trusted_issuers).where(t.trusted_issuers.c.issuer == issuer)
+        ).first()
+        if row is None:
+            return None
+        return TrustedIssuer(row.issuer, dict(row.jwks), row.audience, row.created_at)
+
+    # --- lineage nodes -------------------------------------------------------
+
+    def insert_node(self, node: Node, *, token_hash: str | None = None) -> None:
+        """Record a node and its edges to its parents."""
+        self.conn.execute(
+            insert(t.nodes).values(
+                id=node.id,
+                kind=node.kind.value,
+                path_id=node.path_id,
+                client_id=node.client_id,
+                subject=node.subject,
+                team_id=node.team_id,
+                parents=list(node.parents),
+                ancestors=list(node.ancestors),
+                created_at=node.created_at,
+                expires_at=node.expires_at,
+                meta=node.meta,
+                token_hash=token_hash,
+                used_at=node.used_at,
+            )
+        )
+        if node.parents:
+            self.conn.execute(
+                insert(t.edges),
+                [{"parent_id": p, "child_id": node.id} for p in node.parents],
+            )
+
+    def insert_node_if_absent(self, node: Node) -> bool:
+        """Record a node with a deterministic id (an upstream login) unless it exists."""
+        res = self.conn.execute(
+            _insert_ignore(self.dialect, t.nodes).values(
+                id=node.id,
+                kind=node.kind.value,
+                path_id=node.path_id,
+                client_id=node.client_id,
+                subject=node.subject,
+                team_id=node.team_id,
+                parents=list(node.parents),
+                ancestors=list(node.ancestors),
+                created_at=node.created_at,
+                expires_at=node.expires_at,
+                meta=node.meta,
+            )
+        )
+        return bool(res.rowcount)
+
+    def get_node(self, node_id: str) -> Node | None:
+        row = self.conn.execute(select(t.nodes).where(t.nodes.c.id == node_id)).first()
+        return _node(row) if row else None
+
+    def get_node_by_token_hash(self, token_hash: str) -> Node | None:
+        row = self.conn.execute(select(t.nodes).where(t.nodes.c.token_hash == token_hash)).first()
+        return _node(row) if row else None
+
+    def mark_used(self, node_id: str, at: float) -> bool:
+        """Compare-and-set a refresh token's ``used_at``; False if it was already used."""
+        res = self.conn.execute(
+            update(t.nodes)
+            .where(t.nodes.c.id == node_id, t.nodes.c.used_at.is_(None))
+            .values(used_at=at)
+        )
+        return res.rowcount == 1
+
+    def children(self, node_id: str) -> list[str]:
+        rows = self.conn.execute(select(t.edges.c.child_id).where(t.edges.c.parent_id == node_id))
+        return [r.child_id for r in rows]
+
+    def descendants(self, node_id: str, *, limit: int) -> list[Node]:
+        """Nodes below ``node_id`` in the DAG (each once), breadth-first, at most ``limit``."""
+        tree = (
+            select(t.edges.c.child_id.label("id"))
+            .where(t.edges.c.parent_id == node_id)
+            .cte("tree", recursive=True)
+        )
+        tree = tree.union(
+            select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id)
+        )
+        rows = self.conn.execute(
+            select(t.nodes)
+            .join(tree, t.nodes.c.id == tree.c.id)
+            .order_by(t.nodes.c.created_at, t.nodes.c.id)
+            .limit(limit)
+        )
+        return [_node(r) for r in rows]
+
+    def count_descendants(self, node_id: str) -> int:
+        tree = (
+            select(t.edges.c.child_id.label("id"))
+            .where(t.edges.c.parent_id == node_id)
+            .cte("tree", recursive=True)
+        )
+        tree = tree.union(
+            select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id)
+        )
+        return int(self.conn.execute(select(func.count()).select_from(tree)).scalar_one())
+
+    def nodes_of_subject(self, subject: str, kind: NodeKind) -> list[Node]:
+        rows = self.conn.execute(
+            select(t.nodes).where(t.nodes.c.subject == subject, t.nodes.c.kind == kind.value)
+        )
+        return [_node(r) for r in rows]
+
+    # --- revocations ----------------------------------------------------------
+
+    def revoke(
+        self, node_id: str, *, reason: str, actor: str, at: float, matters_until: float
+    ) -> Revocation | None:
+        """Record one revocation; None when the node was already revoked."""
+        res = self.conn.execute(
+            _insert_ignore(self.dialect, t.revocations).values(
+                node_id=node_id,
+                reason=reason,
+                actor=actor,
+                revoked_at=at,
+                matters_until=matters_until,
+            )
+        )
+        if not res.rowcount:
+            return None
+        return self.get_revocation(node_id)
+
+    def get_revocation(self, node_id: str) -> Revocation | None:
+        row = self.conn.execute(
+            select(t.revocations).where(t.revocations.c.node_id == node_id)
+        ).first()
+        return _revocation(row) if row else None
+
+    def first_revoked(self, ids: Sequence[str]) -> str | None:
+        """The first of ``ids`` that is revoked, if any: the whole liveness check."""
+        if not ids:
+            return None
+        row = self.conn.execute(
+            select(t.revocations.c.node_id).where(t.revocations.c.node_id.in_(ids)).limit(1)
+        ).first()
+        return str(row.node_id) if row else None
+
+    def revocations_among(self, ids: Iterable[str]) -> dict[str, Revocation]:
+        ids = list(ids)
+        out: dict[str, Revocation] = {}
+        for start in range(0, len(ids), 500):
+            rows = self.conn.execute(
+                select(t.revocations).where(t.revocations.c.node_id.in_(ids[start : start + 500]))
+            )
+            out.update({r.node_id: _revocation(r) for r in rows})
+        return out
+
+    def revocations_since(self, seq: int, *, limit: int = 1000) -> list[Revocation]:
+        rows = self.conn.execute(
+            select(t.revocations)
+            .where(t.revocations.c.seq > seq)
+            .order_by(t.revocations.c.seq)
+            .limit(limit)
+        )
+        return [_revocation(r) for r in rows]
+
+    # --- replay protection ----------------------------------------------------
+
+    def remember_once(self, key: str, *, expires_at: float, now: float) -> bool:
+        """Record ``key`` until ``expires_at``; False if it is already recorded and live."""
+        self.conn.execute(
+            delete(t.seen_jtis).where(t.seen_jtis.c.key == key, t.seen_jtis.c.expires_at <= now)
+        )
+        res = self.conn.execute(
+            _insert_ignore(self.dialect, t.seen_jtis).values(key=key, expires_at=expires_at)
+        )
+        return bool(res.rowcount)
+
+    def purge_seen(self, now: float) -> int:
+        return int(self.conn.execute(delete(t.seen_jtis).where(t.seen_jtis.c.expires_at <= now)).rowcount)
+
+    # --- signing keys ---------------------------------------------------------
+
+    def insert_signing_key(
+        self, *, kid: str, alg: str, public_jwk: dict[str, Any], sealed: bytes, at: float
+    ) -> None:
+        self.conn.execute(
+            insert(t.signing_keys).values(
+                kid=kid, alg=alg, public_jwk=public_jwk, sealed_private=sealed, created_at=at
+            )
+        )
+
+    def signing_keys(self, *, now: float) -> list[dict[str, Any]]:
+        """Keys still published (active or retired but not past ``publish_until``), newest first."""
+        rows = self.conn.execute(
+            select(t.signing_keys)
+            .where(
+                or_(t.signing_keys.c.publish_until.is_(None), t.signing_keys.c.publish_until > now)
+            )
+            .order_by(t.signing_keys.c.created_at.desc(), t.signing_keys.c.kid)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def retire_signing_keys(self, *, except_kid: str, at: float, publish_until: float) -> None:
+        self.conn.execute(
+            update(t.signing_keys)
+            .where(t.signing_keys.c.kid != except_kid, t.signing_keys.c.retired_at.is_(None))
+            .values(retired_at=at, publish_until=publish_until)
+        )
+
+    # --- admin keys -----------------------------------------------------------
+
+    def insert_admin_key(self, key: AdminKey, key_hash: str) -> None:
+        self.conn.execute(
+            insert(t.admin_keys).values(
+                id=key.id,
+                team_id=key.team_id,
+                roles=list(key.roles),
+                name=key.name,
+                key_hash=key_hash,
+                created_at=key.created_at,
+            )
+        )
+
+    def admin_key_by_hash(self, key_hash: str) -> AdminKey | None:
+        row = self.conn.execute(
+            select(t.admin_keys).where(
+                t.admin_keys.c.key_hash == key_hash, t.admin_keys.c.revoked_at.is_(None)
+            )
+        ).first()
+        if row is None:
+            return None
+        return AdminKey(row.id, row.team_id, tuple(row.roles), row.name, row.created_at)
+
+    # --- audit ----------------------------------------------------------------
+
+    def append_audit(
+        self,
+        event: str,
+        *,
+        at: float,
+        actor: str,
+        node_id: str | None = None,
+        client_id: str | None = None,
+        subject: str | None = None,
+        team_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.conn.execute(
+            insert(t.audit).values(
+                at=at,
+                event=event,
+                actor=actor,
+                node_id=node_id,
+                client_id=client_id,
+                subject=subject,
+                team_id=team_id,
+                data=data or {},
+            )
+        )
+
+    def audit_records(
+        self,
+        *,
+        event: str | None = None,
+        node_id: str | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        conds = [t.audit.c.seq > after_seq]
+        if event is not None:
+            conds.append(t.audit.c.event == event)
+        if node_id is not None:
+            conds.append(t.audit.c.node_id == node_id)
+        rows = self.conn.execute(
+            select(t.audit).where(and_(*conds)).order_by(t.audit.c.seq).limit(limit)
+        )
+        return [
+            AuditRecord(
+                r.seq, r.at, r.event, r.actor, r.node_id, r.client_id, r.subject, r.team_id,
+                dict(r.data),
+            )
+            for r in rows
+        ]
+
+
+def _client(row: Any) -> Client:
+    return Client(
+        id=row.id,
+        team_id=row.team_id,
+        name=row.name,
+        kind=ClientKind(row.kind),
+        auth_method=AuthMethod(row.auth_method),
+        paths=tuple(row.paths),
+        scopes=tuple(row.scopes),
+        audiences=tuple(row.audiences),
+        created_at=row.created_at,
+        disabled_at=row.disabled_at,
+    )
+
+
+def _credential(row: Any) -> Credential:
+    return Credential(
+        id=row.id,
+        client_id=row.client_id,
+        kind=CredentialKind(row.kind),
+        secret_hash=row.secret_hash,
+        jwks=dict(row.jwks) if row.jwks is not None else None,
+        created_at=row.created_at,
+        not_after=row.not_after,
+    )
+
+
+def _node(row: Any) -> Node:
+    return Node(
+        id=row.id,
+        kind=NodeKind(row.kind),
+        path_id=row.path_id,
+        client_id=row.client_id,
+        subject=row.subject,
+        team_id=row.team_id,
+        parents=tuple(row.parents),
+        ancestors=tuple(row.ancestors),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        meta=dict(row.meta),
+        used_at=row.used_at,
+    )
+
+
+def _revocation(row: Any) -> Revocation:
+    return Revocation(
+        seq=int(row.seq),
+        node_id=row.node_id,
+        reason=row.reason,
+        actor=row.actor,
+        revoked_at=row.revoked_at,
+        matters_until=row.matters_until,
+    )
+
+
+__all__ = ["IntegrityError", "Store", "Tx"]

@@ -1,0 +1,153 @@
+"""The schema, as SQLAlchemy Core tables (the migrations create the same).
+
+Times are seconds since the epoch as floating point; JSON columns hold lists
+and small objects. Secrets never appear here in clear: only their SHA-256.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets BIGINT.
+Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("team_id", String(128), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("auth_method", String(32), nullable=False),
+    Column("paths", JSON, nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("audiences", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("disabled_at", Float),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("secret_hash", String(64)),
+    Column("jwks", JSON),
+    Column("created_at", Float, nullable=False),
+    Column("not_after", Float),
+)
+
+trusted_issuers = Table(
+    "trusted_issuers",
+    metadata,
+    Column("issuer", String(512), primary_key=True),
+    Column("jwks", JSON, nullable=False),
+    Column("audience", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("path_id", String(128)),
+    Column("client_id", String(64)),
+    Column("subject", Text),
+    Column("team_id", String(128)),
+    Column("parents", JSON, nullable=False),
+    Column("ancestors", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("meta", JSON, nullable=False),
+    Column("token_hash", String(64), unique=True),
+    Column("used_at", Float),
+    Index("ix_nodes_subject", "subject"),
+)
+
+edges = Table(
+    "edges",
+    metadata,
+    Column("parent_id", String(64), primary_key=True),
+    Column("child_id", String(64), primary_key=True),
+    Index("ix_edges_child", "child_id"),
+)
+
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("node_id", String(64), nullable=False, unique=True),
+    Column("reason", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("revoked_at", Float, nullable=False),
+    Column("matters_until", Float, nullable=False),
+)
+
+seen_jtis = Table(
+    "seen_jtis",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("sealed_private", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("retired_at", Float),
+    Column("publish_until", Float),
+)
+
+admin_keys = Table(
+    "admin_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("team_id", String(128), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("event", String(64), nullable=False, index=True),
+    Column("actor", Text, nullable=False),
+    Column("node_id", String(64), index=True),
+    Column("client_id", String(64)),
+    Column("subject", Text),
+    Column("team_id", String(128)),
+    Column("data", JSON, nullable=False),
+)

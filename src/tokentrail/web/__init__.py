@@ -1,0 +1,1 @@
+"""HTTP: the ASGI application (OAuth endpoints and the admin API)."""
