@@ -11,12 +11,13 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tokentrail.audit import Event
 from tokentrail.config import BUNDLED_PATHS, Settings
 from tokentrail.errors import Conflict, NotFound, PathMapError
 from tokentrail.model import AuthMethod, ClientKind
@@ -41,7 +42,7 @@ app.add_typer(lineage_app, name="lineage")
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_key_app, name="admin-key")
 
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 DataOpt = Annotated[
@@ -76,7 +77,7 @@ def _open(data: Path, db: str | None, paths: Path, **extra: Any) -> Services:
         _fail(str(exc))
 
 
-def _fail(message: str, code: int = 1) -> Any:
+def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
     raise typer.Exit(code)
 
@@ -130,7 +131,10 @@ def serve(
 
 @team_app.command("create")
 def team_create(
-    name: str, data: DataOpt = _DEFAULT_DATA, db: DbOpt = None, paths: PathsOpt = BUNDLED_PATHS,
+    name: str,
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a team."""
@@ -149,7 +153,9 @@ def team_create(
 
 @team_app.command("list")
 def team_list(
-    data: DataOpt = _DEFAULT_DATA, db: DbOpt = None, paths: PathsOpt = BUNDLED_PATHS,
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
     as_json: JsonOpt = False,
 ) -> None:
     """List teams."""
@@ -177,9 +183,7 @@ def client_create(
     auth: Annotated[AuthMethod, typer.Option(help="Token-endpoint authentication method.")] = (
         AuthMethod.CLIENT_SECRET_BASIC
     ),
-    jwks: Annotated[
-        Path | None, typer.Option(help="Public JWKS file (private_key_jwt).")
-    ] = None,
+    jwks: Annotated[Path | None, typer.Option(help="Public JWKS file (private_key_jwt).")] = None,
     path: Annotated[
         list[str] | None, typer.Option("--path", help="Declared path the client may use.")
     ] = None,
@@ -272,10 +276,14 @@ def client_list(
     with s.store.read() as tx:
         clients = tx.list_clients(team)
     s.close()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
-            "client_id": c.id, "team": c.team_id, "name": c.name, "kind": c.kind.value,
-            "auth": c.auth_method.value, "paths": list(c.paths),
+            "client_id": c.id,
+            "team": c.team_id,
+            "name": c.name,
+            "kind": c.kind.value,
+            "auth": c.auth_method.value,
+            "paths": list(c.paths),
         }
         for c in clients
     ]
@@ -284,8 +292,9 @@ def client_list(
         return
     table = Table("client_id", "team", "name", "kind", "auth", "paths")
     for r in rows:
-        table.add_row(r["client_id"], r["team"], r["name"], r["kind"], r["auth"],
-                      ", ".join(r["paths"]))
+        table.add_row(
+            r["client_id"], r["team"], r["name"], r["kind"], r["auth"], ", ".join(r["paths"])
+        )
     out.print(table)
 
 
@@ -352,8 +361,6 @@ def keys_rotate(
     try:
         kid = s.keys.rotate(publish_for=s.authority.horizon)
         with s.store.write() as tx:
-            from tokentrail.audit import Event
-
             tx.append_audit(Event.KEY_ROTATED, at=s.clock.now(), actor=_actor(), data={"kid": kid})
     finally:
         s.close()

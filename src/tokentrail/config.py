@@ -79,7 +79,7 @@ class Settings(BaseModel):
     key_cache_seconds: float = Field(
         default=10.0,
         ge=0,
-        description="How often a server re-reads signing keys, to pick up rotations by other nodes.",
+        description="How often a server re-reads signing keys (to see rotations by other nodes).",
     )
     credential_grace_seconds: int = Field(
         default=3_600,

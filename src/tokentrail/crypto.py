@@ -45,8 +45,18 @@ from tokentrail.errors import InvalidToken
 SIGNING_ALGORITHMS = ("ES256", "EdDSA")
 #: Asymmetric algorithms accepted on JWTs from clients and upstream providers.
 #: ``none`` and the HMAC family are never accepted (RFC 8725 §3.1, RFC 7523 §3).
-ASSERTION_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512",
-                        "PS256", "PS384", "PS512", "EdDSA")
+ASSERTION_ALGORITHMS = (
+    "ES256",
+    "ES384",
+    "ES512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "EdDSA",
+)
 
 _PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 _PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -244,7 +254,7 @@ class TokenVerifier:
         if len(parts) != 3:
             raise InvalidToken("not a compact JWS")
         header_b64, payload_b64, sig_b64 = parts
-        alg, public = self._key_for(header_b64)
+        _alg, public = self._key_for(header_b64)
         try:
             sig = b64url_decode(sig_b64)
         except ValueError as exc:
@@ -273,6 +283,7 @@ class TokenVerifier:
 
 def _import_public(jwk: dict[str, Any]) -> _PublicKey:
     kty = jwk.get("kty")
+    key: Any
     if kty == "EC":
         key = ECKey.import_key(jwk).get_op_key("verify")
     elif kty == "OKP":
@@ -306,7 +317,7 @@ def parse_jwks(document: Any) -> dict[str, Any]:
         if jwk.get("kty") == "oct":
             raise ValueError("symmetric keys are not accepted")
     try:
-        KeySet.import_key_set(document)
+        KeySet.import_key_set(cast(Any, document))
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"the JWKS does not import: {exc}") from exc
     return {"keys": [dict(k) for k in document["keys"]]}

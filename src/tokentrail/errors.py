@@ -44,9 +44,7 @@ class OAuthError(TokentrailError):
     def __init__(self, description: str = "", *, detail: str = "") -> None:
         # RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
         if not _DESCRIPTION_OK.match(description):
-            description = "".join(
-                c if _DESCRIPTION_OK.match(c) else "?" for c in description
-            )
+            description = "".join(c if _DESCRIPTION_OK.match(c) else "?" for c in description)
         super().__init__(description or self.error)
         self.description = description
         self.detail = detail

@@ -76,8 +76,12 @@ def tree_lines(tree: Tree, paths: PathMap) -> list[str]:
         lines.append(prefix + branch + label(entries[node_id]))
         children = kids[node_id]
         for i, child in enumerate(children):
-            walk(child, prefix + ("" if root else ("    " if last else "│   ")),
-                 i == len(children) - 1, False)
+            walk(
+                child,
+                prefix + ("" if root else ("    " if last else "│   ")),
+                i == len(children) - 1,
+                False,
+            )
 
     walk(tree.root.node.id, "", True, True)
     if tree.truncated:

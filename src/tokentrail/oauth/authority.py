@@ -106,9 +106,7 @@ class Authority:
     # --- what the token may say -------------------------------------------------
 
     @staticmethod
-    def grant_scope(
-        requested: str | None, allowed: list[str], *, path: PathSpec
-    ) -> list[str]:
+    def grant_scope(requested: str | None, allowed: list[str], *, path: PathSpec) -> list[str]:
         """Scopes for the new token: the request (each one allowed), or all allowed ones."""
         allowed = [s for s in allowed if path.scopes is None or s in path.scopes]
         if requested is None:
@@ -122,9 +120,7 @@ class Authority:
         return list(dict.fromkeys(wanted))
 
     @staticmethod
-    def grant_audience(
-        requested: list[str], allowed: list[str], *, path: PathSpec
-    ) -> list[str]:
+    def grant_audience(requested: list[str], allowed: list[str], *, path: PathSpec) -> list[str]:
         """Audiences for the new token (RFC 9068 §3, RFC 8707, RFC 8693 §2.1)."""
         allowed = [a for a in allowed if path.audiences is None or a in path.audiences]
         if requested:

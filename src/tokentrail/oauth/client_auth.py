@@ -140,7 +140,10 @@ class ClientAuthenticator:
 
 
 def _assertion_problem(
-    claims: dict[str, object], client_id: str, audiences: frozenset[str], now: float,
+    claims: dict[str, object],
+    client_id: str,
+    audiences: frozenset[str],
+    now: float,
     max_lifetime: int,
 ) -> str | None:
     if claims.get("iss") != client_id or claims.get("sub") != client_id:
@@ -193,7 +196,12 @@ def _presented(req: OAuthRequest) -> tuple[AuthMethod, str | None, str | None, s
         if req.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
             raise InvalidRequest(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
         methods.append(
-            (AuthMethod.PRIVATE_KEY_JWT, req.get("client_id"), None, req.require("client_assertion"))
+            (
+                AuthMethod.PRIVATE_KEY_JWT,
+                req.get("client_id"),
+                None,
+                req.require("client_assertion"),
+            )
         )
     if not methods:
         raise InvalidClient("client authentication required", detail="no credentials presented")

@@ -20,7 +20,19 @@ from tokentrail.oauth.refresh_tokens import looks_like_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 
 INACTIVE: dict[str, Any] = {"active": False}
-_CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "act", "tt_path", "tt_anc")
+_CLAIMS = (
+    "scope",
+    "client_id",
+    "sub",
+    "aud",
+    "iss",
+    "exp",
+    "iat",
+    "jti",
+    "act",
+    "tt_path",
+    "tt_anc",
+)
 
 
 class IntrospectionEndpoint:

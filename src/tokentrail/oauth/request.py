@@ -22,13 +22,17 @@ class OAuthRequest:
     authorization: str | None = None
 
     @classmethod
-    def parse(cls, body: bytes, *, content_type: str | None, authorization: str | None) -> OAuthRequest:
+    def parse(
+        cls, body: bytes, *, content_type: str | None, authorization: str | None
+    ) -> OAuthRequest:
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media != FORM_TYPE:
             raise InvalidRequest(f"the request body must be {FORM_TYPE}")
         try:
             pairs = parse_qsl(
-                body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
+                body.decode("utf-8"),
+                keep_blank_values=True,
+                strict_parsing=bool(body),
                 max_num_fields=64,
             )
         except (UnicodeDecodeError, ValueError) as exc:

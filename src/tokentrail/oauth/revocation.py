@@ -59,7 +59,11 @@ class RevocationEndpoint:
         if looks_like_refresh_token(token):
             with self._a.store.read() as tx:
                 node = tx.get_node_by_token_hash(crypto.hash_secret(token))
-            if node is None or node.kind is not NodeKind.REFRESH_TOKEN or node.client_id != client_id:
+            if (
+                node is None
+                or node.kind is not NodeKind.REFRESH_TOKEN
+                or node.client_id != client_id
+            ):
                 return None
             return node.parents[0]  # the session: the whole grant dies
         return None

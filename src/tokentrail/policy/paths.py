@@ -76,7 +76,7 @@ class Function(StrEnum):
     DETECTION = "detection"
 
     @property
-    def title(self) -> str:
+    def label(self) -> str:
         return _FUNCTION_TITLES[self]
 
 
@@ -196,11 +196,11 @@ def build_path_map(source: Source) -> PathMap:
             problems.append(f"{source.where(('paths', i, 'id'))}: duplicate path id {p.id!r}")
         by_id[p.id] = p
         for function in Function:
-            team = p.owners.of(function)
-            if team not in team_ids:
+            owner = p.owners.of(function)
+            if owner not in team_ids:
                 problems.append(
                     f"{source.where(('paths', i, 'owners', function.value))}: path {p.id!r} "
-                    f"names undeclared team {team!r} as owner of {function.title}"
+                    f"names undeclared team {owner!r} as owner of {function.label}"
                 )
         if p.refresh is not None and p.output != "session":
             problems.append(

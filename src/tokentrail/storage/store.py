@@ -168,7 +168,9 @@ class Tx:
     # --- trusted upstream issuers -------------------------------------------
 
     def put_issuer(self, issuer: TrustedIssuer) -> None:
-        self.conn.execute(delete(t.trusted_issuers).where(t.trusted_issuers.c.issuer == issuer.issuer))
+        self.conn.execute(
+            delete(t.trusted_issuers).where(t.trusted_issuers.c.issuer == issuer.issuer)
+        )
         self.conn.execute(
             insert(t.trusted_issuers).values(
                 issuer=issuer.issuer,
@@ -260,9 +262,7 @@ class Tx:
             .where(t.edges.c.parent_id == node_id)
             .cte("tree", recursive=True)
         )
-        tree = tree.union(
-            select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id)
-        )
+        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
         rows = self.conn.execute(
             select(t.nodes)
             .join(tree, t.nodes.c.id == tree.c.id)
@@ -277,9 +277,7 @@ class Tx:
             .where(t.edges.c.parent_id == node_id)
             .cte("tree", recursive=True)
         )
-        tree = tree.union(
-            select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id)
-        )
+        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
         return int(self.conn.execute(select(func.count()).select_from(tree)).scalar_one())
 
     def nodes_of_subject(self, subject: str, kind: NodeKind) -> list[Node]:
@@ -354,7 +352,8 @@ class Tx:
         return bool(res.rowcount)
 
     def purge_seen(self, now: float) -> int:
-        return int(self.conn.execute(delete(t.seen_jtis).where(t.seen_jtis.c.expires_at <= now)).rowcount)
+        res = self.conn.execute(delete(t.seen_jtis).where(t.seen_jtis.c.expires_at <= now))
+        return int(res.rowcount)
 
     # --- signing keys ---------------------------------------------------------
 
@@ -454,7 +453,14 @@ class Tx:
         )
         return [
             AuditRecord(
-                r.seq, r.at, r.event, r.actor, r.node_id, r.client_id, r.subject, r.team_id,
+                r.seq,
+                r.at,
+                r.event,
+                r.actor,
+                r.node_id,
+                r.client_id,
+                r.subject,
+                r.team_id,
                 dict(r.data),
             )
             for r in rows

@@ -79,7 +79,9 @@ def _route(
         key = await run_in_threadpool(services.admin.admin_key, header[7:].strip())
         if key is None:
             return error_response(
-                "invalid_token", "unknown or revoked admin key", 401,
+                "invalid_token",
+                "unknown or revoked admin key",
+                401,
                 {"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         if not (set(key.roles) & {*roles, "admin"}):
@@ -265,7 +267,10 @@ def admin_routes(services: Services) -> list[Route]:
         r("/admin/issuers", "POST", ("admin",), IssuerIn, _trust),
         r("/admin/nodes/{node_id}/revoke", "POST", ("responder",), RevokeIn, _revoke),
         r(
-            "/admin/nodes/{node_id}/lineage", "GET",
-            ("viewer", "operator", "responder"), None, _lineage,
+            "/admin/nodes/{node_id}/lineage",
+            "GET",
+            ("viewer", "operator", "responder"),
+            None,
+            _lineage,
         ),
     ]

@@ -20,9 +20,7 @@ from tokentrail.web.responses import error_response, json_response
 def create_app(services: Services) -> Starlette:
     settings = services.settings
     limit = settings.max_body_bytes
-    metadata = server_metadata(
-        settings.issuer, list(services.token.grants), settings.signing_alg
-    )
+    metadata = server_metadata(settings.issuer, list(services.token.grants), settings.signing_alg)
 
     async def get_metadata(_: Request) -> Response:
         return json_response(metadata, headers={"Cache-Control": "max-age=300"})
@@ -40,12 +38,21 @@ def create_app(services: Services) -> Starlette:
         Route(metadata_path(settings.issuer), get_metadata, methods=["GET"]),
         Route("/jwks.json", get_jwks, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
-        Route("/oauth/token", oauth_endpoint(services.token.handle, max_body=limit),
-              methods=["POST", "GET", "PUT", "DELETE"]),
-        Route("/oauth/introspect", oauth_endpoint(services.introspection.handle, max_body=limit),
-              methods=["POST", "GET", "PUT", "DELETE"]),
-        Route("/oauth/revoke", oauth_endpoint(revoke, max_body=limit, empty_ok=True),
-              methods=["POST", "GET", "PUT", "DELETE"]),
+        Route(
+            "/oauth/token",
+            oauth_endpoint(services.token.handle, max_body=limit),
+            methods=["POST", "GET", "PUT", "DELETE"],
+        ),
+        Route(
+            "/oauth/introspect",
+            oauth_endpoint(services.introspection.handle, max_body=limit),
+            methods=["POST", "GET", "PUT", "DELETE"],
+        ),
+        Route(
+            "/oauth/revoke",
+            oauth_endpoint(revoke, max_body=limit, empty_ok=True),
+            methods=["POST", "GET", "PUT", "DELETE"],
+        ),
         *admin_routes(services),
     ]
 

@@ -63,7 +63,9 @@ def oauth_endpoint(
         except SQLAlchemyError:
             log.exception("storage failure on %s", request.url.path)
             return error_response(
-                "temporarily_unavailable", "storage is unavailable; retry later", 503,
+                "temporarily_unavailable",
+                "storage is unavailable; retry later",
+                503,
                 {"Retry-After": "1"},
             )
         except Exception:

@@ -11,9 +11,7 @@ from starlette.responses import Response
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":")),
         status_code=status,

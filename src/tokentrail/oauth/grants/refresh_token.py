@@ -37,7 +37,11 @@ class RefreshTokenGrant:
         with a.store.write() as tx:
             node = tx.get_node_by_token_hash(crypto.hash_secret(presented))
             # §6: the token must exist and belong to the authenticated client.
-            if node is None or node.kind is not NodeKind.REFRESH_TOKEN or node.client_id != client.id:
+            if (
+                node is None
+                or node.kind is not NodeKind.REFRESH_TOKEN
+                or node.client_id != client.id
+            ):
                 raise InvalidGrant("refresh token is invalid")
             if tx.first_revoked(node.lineage) is not None:
                 raise InvalidGrant("refresh token is revoked")

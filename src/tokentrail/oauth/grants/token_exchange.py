@@ -89,7 +89,10 @@ class TokenExchangeGrant:
                 path=path,
             )
             parents = [subject_node] + ([actor_node] if actor_node is not None else [])
-            expires_at = min(float(subject_claims["exp"]), float(actor_claims["exp"]) if actor_claims else float("inf"))
+            expires_at = min(
+                float(subject_claims["exp"]),
+                float(actor_claims["exp"]) if actor_claims else float("inf"),
+            )
             minted = a.mint_access_token(
                 tx,
                 path=path,
