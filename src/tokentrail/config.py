@@ -86,6 +86,13 @@ class Settings(BaseModel):
         ge=0,
         description="How long a rotated-out client credential keeps working after rotation.",
     )
+    dpop_require_nonce: bool = Field(
+        default=False,
+        description=(
+            "Require a server-issued nonce in every DPoP proof (RFC 9449 §8); clients "
+            "first get `use_dpop_nonce` with a `DPoP-Nonce` header."
+        ),
+    )
     sqlite_synchronous: str = Field(
         default="FULL",
         description=(

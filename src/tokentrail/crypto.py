@@ -27,17 +27,19 @@ import os
 from dataclasses import dataclass
 from typing import Any, cast
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwt as _jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, OKPKey
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from tokentrail.errors import InvalidToken
 
@@ -336,3 +338,162 @@ def verify_foreign_jwt(token: str, jwks: dict[str, Any]) -> tuple[dict[str, Any]
     except (JoseError, ValueError, TypeError, KeyError, UnicodeError) as exc:
         raise InvalidToken(f"assertion signature: {type(exc).__name__}") from exc
     return dict(decoded.header), dict(decoded.claims)
+
+
+# --- JWS carrying their own public key (DPoP proofs, RFC 9449 §4.2) -----------
+
+#: Asymmetric algorithms accepted on DPoP proofs (RFC 9449 §4.2: never none or MAC).
+DPOP_ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
+_EC_SIGNATURES = {
+    "ES256": (ec.SECP256R1, hashes.SHA256, 32),
+    "ES384": (ec.SECP384R1, hashes.SHA384, 48),
+    "ES512": (ec.SECP521R1, hashes.SHA512, 66),
+}
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
+
+
+class EmbeddedKeyError(InvalidToken):
+    """A JWS with an embedded key failed a check; ``detail`` says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class _EmbeddedKey:
+    alg: str
+    public: Any
+    jkt: str
+    header: dict[str, Any]
+
+
+class EmbeddedKeyVerifier:
+    """Verifies compact JWS whose header carries the public verification key (``jwk``).
+
+    The decoded key is cached by the header's encoded form: a client sends the
+    same header (``typ``, ``alg``, ``jwk``) with every proof, so after the first
+    request a proof costs one signature check and two small JSON decodes.
+    """
+
+    def __init__(self, *, typ: str, algorithms: tuple[str, ...] = DPOP_ALGORITHMS) -> None:
+        self._typ = typ
+        self._algorithms = frozenset(algorithms)
+        self._cache: dict[str, _EmbeddedKey] = {}
+
+    def _key(self, header_b64: str) -> _EmbeddedKey:
+        cached = self._cache.get(header_b64)
+        if cached is not None:
+            return cached
+        try:
+            header = json.loads(b64url_decode(header_b64))
+        except ValueError as exc:
+            raise EmbeddedKeyError("header is not base64url JSON") from exc
+        if not isinstance(header, dict):
+            raise EmbeddedKeyError("header is not a JSON object")
+        if header.get("typ") != self._typ:
+            raise EmbeddedKeyError(f"typ must be {self._typ}")
+        alg = header.get("alg")
+        if alg not in self._algorithms:
+            raise EmbeddedKeyError("alg must be an asymmetric algorithm")
+        jwk = header.get("jwk")
+        if not isinstance(jwk, dict):
+            raise EmbeddedKeyError("jwk header missing")
+        if _PRIVATE_MEMBERS & set(jwk):
+            raise EmbeddedKeyError("jwk contains private key material")
+        if "crit" in header:
+            raise EmbeddedKeyError("crit headers are not supported")
+        try:
+            public = _public_key_for(alg, jwk)
+            jkt = jwk_thumbprint(jwk)
+        except (ValueError, TypeError, KeyError, JoseError) as exc:
+            raise EmbeddedKeyError("jwk does not match alg or does not import") from exc
+        entry = _EmbeddedKey(str(alg), public, jkt, header)
+        if len(self._cache) >= 4096:
+            self._cache.clear()
+        self._cache[header_b64] = entry
+        return entry
+
+    def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """(header, claims, JWK thumbprint) of a valid JWS; raises :class:`EmbeddedKeyError`."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise EmbeddedKeyError("not a compact JWS")
+        header_b64, payload_b64, sig_b64 = parts
+        key = self._key(header_b64)
+        try:
+            sig = b64url_decode(sig_b64)
+        except ValueError as exc:
+            raise EmbeddedKeyError("signature is not base64url") from exc
+        data = f"{header_b64}.{payload_b64}".encode("ascii", "replace")
+        try:
+            _verify_with(key.alg, key.public, sig, data)
+        except (InvalidSignature, ValueError) as exc:
+            raise EmbeddedKeyError("bad signature") from exc
+        try:
+            claims = json.loads(b64url_decode(payload_b64))
+        except ValueError as exc:
+            raise EmbeddedKeyError("payload is not base64url JSON") from exc
+        if not isinstance(claims, dict):
+            raise EmbeddedKeyError("payload is not a JSON object")
+        return key.header, claims, key.jkt
+
+
+def _public_key_for(alg: str, jwk: dict[str, Any]) -> Any:
+    kty = jwk.get("kty")
+    if alg in _EC_SIGNATURES:
+        curve = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[alg]
+        if kty != "EC" or jwk.get("crv") != curve:
+            raise ValueError("EC key on the wrong curve")
+        return ECKey.import_key(jwk).get_op_key("verify")
+    if alg == "EdDSA":
+        if kty != "OKP" or jwk.get("crv") != "Ed25519":
+            raise ValueError("EdDSA needs an Ed25519 key")
+        return OKPKey.import_key(jwk).get_op_key("verify")
+    if kty != "RSA":
+        raise ValueError("RSA algorithm needs an RSA key")
+    key = RSAKey.import_key(jwk).get_op_key("verify")
+    if key.key_size < 2048:
+        raise ValueError("RSA keys must be at least 2048 bits")
+    return key
+
+
+def _verify_with(alg: str, public: Any, sig: bytes, data: bytes) -> None:
+    if alg in _EC_SIGNATURES:
+        _curve, digest, size = _EC_SIGNATURES[alg]
+        if len(sig) != 2 * size:
+            raise ValueError("bad EC signature length")
+        der = encode_dss_signature(
+            int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
+        )
+        public.verify(der, data, ec.ECDSA(digest()))
+    elif alg == "EdDSA":
+        public.verify(sig, data)
+    elif alg == "RS256":
+        public.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+    else:  # PS256
+        public.verify(
+            sig,
+            data,
+            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=hashes.SHA256.digest_size),
+            hashes.SHA256(),
+        )
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def derive_key(kek: bytes, purpose: bytes) -> bytes:
+    """A 256-bit key for ``purpose`` derived from the key-encryption key (HKDF-SHA256)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(kek)
+
+
+def cert_thumbprint(der: bytes) -> str:
+    """RFC 8705 §3.1 ``x5t#S256``: base64url SHA-256 of the DER certificate."""
+    return sha256_b64url(der)
+
+
+def pem_to_der(pem: str) -> bytes:
+    """DER bytes of a PEM certificate; ``ValueError`` if it is not one."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError("not a PEM certificate") from exc
+    return cert.public_bytes(serialization.Encoding.DER)

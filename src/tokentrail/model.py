@@ -34,10 +34,20 @@ class AuthMethod(StrEnum):
     CLIENT_SECRET_BASIC = "client_secret_basic"
     CLIENT_SECRET_POST = "client_secret_post"
     PRIVATE_KEY_JWT = "private_key_jwt"
+    #: RFC 8705 §2.1: a certificate from a trusted CA with the registered subject DN.
+    TLS_CLIENT_AUTH = "tls_client_auth"
+    #: RFC 8705 §2.2: a self-signed certificate registered in the client's JWKS (``x5c``).
+    SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth"
+    #: A public client (RFC 6749 §2.1): identifies itself, holds no credential.
+    NONE = "none"
 
     @property
     def uses_secret(self) -> bool:
-        return self is not AuthMethod.PRIVATE_KEY_JWT
+        return self in (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self in (AuthMethod.TLS_CLIENT_AUTH, AuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH)
 
 
 class CredentialKind(StrEnum):
@@ -45,6 +55,10 @@ class CredentialKind(StrEnum):
 
     CLIENT_SECRET = "client_secret"
     PRIVATE_KEY_JWT = "private_key_jwt"
+    TLS_CLIENT_AUTH = "tls_client_auth"
+    SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth"
+    #: A public client presenting only its client_id.
+    PUBLIC_CLIENT = "public_client"
     UPSTREAM_ASSERTION = "upstream_assertion"
     ACCESS_TOKEN = "access_token"
     REFRESH_TOKEN = "refresh_token"
@@ -81,6 +95,9 @@ class Credential:
     secret_hash: str | None
     jwks: dict[str, Any] | None
     created_at: float
+    #: tls_client_auth: the subject DN the client certificate must carry (RFC 4514 string).
+    tls_subject_dn: str | None = None
+
     #: After a rotation, the old credential keeps working until this time.
     not_after: float | None = None
 

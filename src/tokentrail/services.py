@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokentrail import crypto
 from tokentrail.admin import Admin
 from tokentrail.clock import Clock, SystemClock
 from tokentrail.config import Settings
 from tokentrail.keys import KeyRing, load_kek
 from tokentrail.oauth.authority import Authority
 from tokentrail.oauth.client_auth import ClientAuthenticator
+from tokentrail.oauth.dpop import DPoPValidator, Nonces
 from tokentrail.oauth.introspection import IntrospectionEndpoint
 from tokentrail.oauth.revocation import RevocationEndpoint
 from tokentrail.oauth.token_endpoint import TokenEndpoint
@@ -43,6 +45,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         store, kek, clock, alg=settings.signing_alg, cache_seconds=settings.key_cache_seconds
     )
     keys.ensure_key()
+    dpop = DPoPValidator(
+        store,
+        clock,
+        Nonces(crypto.derive_key(kek, b"tokentrail dpop nonce v1"), clock),
+        require_nonce=settings.dpop_require_nonce,
+    )
     authority = Authority(settings=settings, store=store, clock=clock, keys=keys, paths=paths)
     issuer = settings.issuer
     authenticator = ClientAuthenticator(
@@ -64,7 +72,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         keys=keys,
         authority=authority,
         admin=Admin(store, clock, paths, horizon=authority.horizon),
-        token=TokenEndpoint(authority, authenticator),
+        token=TokenEndpoint(authority, authenticator, dpop),
         introspection=IntrospectionEndpoint(authority, authenticator),
         revocation=RevocationEndpoint(authority, authenticator),
     )

@@ -21,6 +21,8 @@ from tokentrail.keys import KeyRing
 from tokentrail.lineage import ancestors_of
 from tokentrail.model import Client, CredentialKind, Node, NodeKind
 from tokentrail.oauth.access_token import AccessTokens
+from tokentrail.oauth.binding import UNBOUND, Binding
+from tokentrail.oauth.dpop import InvalidDPoPProof
 from tokentrail.policy.paths import Grant, PathMap, PathSpec
 from tokentrail.storage.store import Store, Tx
 
@@ -62,8 +64,19 @@ class Authority:
 
     # --- path enforcement -------------------------------------------------------
 
-    def resolve_path(self, client: Client, grant: Grant, input_kind: CredentialKind) -> PathSpec:
-        """The declared path this issuance goes through, or a refusal that names why."""
+    def resolve_path(
+        self,
+        client: Client,
+        grant: Grant,
+        input_kind: CredentialKind,
+        binding: Binding = UNBOUND,
+    ) -> PathSpec:
+        """The declared path this issuance goes through, or a refusal that names why.
+
+        A path that requires a binding refuses a request that proves none:
+        a DPoP path answers ``invalid_dpop_proof`` (RFC 9449 §5), an mTLS path
+        ``invalid_request``.
+        """
         path = self.paths.match(grant=grant, input_kind=input_kind, allowed=client.paths)
         if path is None:
             reason = (
@@ -72,12 +85,12 @@ class Authority:
             )
             self.refuse(client, reason)
         assert path is not None
-        if path.binding != "none":
+        if path.binding != "none" and binding.kind != path.binding:
+            proof = "a DPoP proof" if path.binding == "dpop" else "a client certificate"
             self.refuse(
                 client,
-                f"path {path.id} requires {path.binding}-bound tokens, which this request "
-                "does not prove",
-                error=InvalidRequest,
+                f"path {path.id} requires {path.binding}-bound tokens: send {proof}",
+                error=InvalidDPoPProof if path.binding == "dpop" else InvalidRequest,
             )
         return path
 
@@ -153,6 +166,7 @@ class Authority:
         event: Event,
         act: dict[str, Any] | None = None,
         expires_at: float | None = None,
+        binding: Binding = UNBOUND,
     ) -> Minted:
         """Sign an access token and record its node and audit record in ``tx``."""
         node_id = ids.new_id("at")
@@ -160,6 +174,12 @@ class Authority:
         if expires_at is not None:
             exp = min(exp, expires_at)
         exp_int = math.floor(exp)
+        cnf = binding.cnf()
+        meta: dict[str, Any] = {"aud": audience, "scope": scope}
+        if act:
+            meta["act"] = act
+        if cnf:
+            meta["cnf"] = cnf
         node = Node(
             id=node_id,
             kind=NodeKind.ACCESS_TOKEN,
@@ -171,7 +191,7 @@ class Authority:
             ancestors=ancestors_of(parents),
             created_at=now,
             expires_at=float(exp_int),
-            meta={"aud": audience, "scope": scope, **({"act": act} if act else {})},
+            meta=meta,
         )
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -186,6 +206,8 @@ class Authority:
             claims["scope"] = " ".join(scope)
         if act:
             claims["act"] = act
+        if cnf:
+            claims["cnf"] = cnf
         claims["tt_path"] = path.id
         claims["tt_anc"] = list(node.ancestors)
         token = self.tokens.mint(claims)
@@ -198,7 +220,13 @@ class Authority:
             client_id=client.id,
             subject=subject,
             team_id=client.team_id,
-            data={"path": path.id, "aud": audience, "scope": scope, "exp": exp_int},
+            data={
+                "path": path.id,
+                "aud": audience,
+                "scope": scope,
+                "exp": exp_int,
+                "binding": binding.kind,
+            },
         )
         return Minted(token, node, claims)
 
@@ -209,7 +237,7 @@ def token_response(
     """The RFC 6749 §5.1 success body."""
     body: dict[str, Any] = {
         "access_token": minted.token,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if "jkt" in minted.claims.get("cnf", {}) else "Bearer",
         "expires_in": max(0, int(minted.claims["exp"] - math.floor(now))),
     }
     if "scope" in minted.claims:

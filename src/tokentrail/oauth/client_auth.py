@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import unquote_plus
 
 from tokentrail import crypto
@@ -27,29 +28,51 @@ CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SUPPORTED_METHODS = tuple(m.value for m in AuthMethod)
 
 
+class CertificateMatcher(Protocol):
+    """Decides whether a client certificate authenticates a client (RFC 8705 §2)."""
+
+    def match(self, client: Client, live: list[Credential], pem: str) -> Credential | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AuthenticatedClient:
     client: Client
-    credential: Credential
+    #: The credential that authenticated the client; None for a public client.
+    credential: Credential | None
     #: What the client presented, in the path map's vocabulary.
     input_kind: CredentialKind
+    #: RFC 8705 §3: thumbprint of the certificate an mTLS client authenticated with.
+    certificate_thumbprint: str | None = None
 
 
 class ClientAuthenticator:
     def __init__(
-        self, store: Store, clock: Clock, *, audiences: tuple[str, ...], max_lifetime: int
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        audiences: tuple[str, ...],
+        max_lifetime: int,
+        mtls: CertificateMatcher | None = None,
     ) -> None:
+        self._mtls = mtls
         self._store = store
         self._clock = clock
         self._audiences = frozenset(audiences)
         self._max_lifetime = max_lifetime
 
-    def authenticate(self, req: OAuthRequest) -> AuthenticatedClient:
+    def authenticate(self, req: OAuthRequest, *, allow_public: bool = True) -> AuthenticatedClient:
         method, client_id, secret, assertion = _presented(req)
         now = self._clock.now()
         try:
             with self._store.write() as tx:
-                return self._check(tx, method, client_id, secret, assertion, now)
+                auth = self._check(tx, req, method, client_id, secret, assertion, now)
+            if auth.credential is None and not allow_public:
+                raise InvalidClient(
+                    "this endpoint needs an authenticated confidential client",
+                    detail="public client at a confidential-only endpoint",
+                )
+            return auth
         except InvalidClient as exc:
             with self._store.write() as tx:
                 tx.append_audit(
@@ -57,14 +80,15 @@ class ClientAuthenticator:
                     at=now,
                     actor=f"client:{client_id}" if client_id else "anonymous",
                     client_id=client_id,
-                    data={"method": method.value, "reason": exc.detail},
+                    data={"method": method.value if method else "client_id", "reason": exc.detail},
                 )
             raise
 
     def _check(
         self,
         tx: Tx,
-        method: AuthMethod,
+        req: OAuthRequest,
+        method: AuthMethod | None,
         client_id: str | None,
         secret: str | None,
         assertion: str | None,
@@ -77,13 +101,24 @@ class ClientAuthenticator:
         client = tx.get_client(client_id)
         if client is None or client.disabled_at is not None:
             raise InvalidClient("client authentication failed", detail="unknown or disabled client")
-        if client.auth_method is not method:
+        registered = client.auth_method
+        # A bare client_id is how public clients and mTLS clients identify themselves.
+        identified_only = method is None and (registered is AuthMethod.NONE or registered.uses_tls)
+        if registered is not method and not identified_only:
             raise InvalidClient(
                 "client authentication failed",
-                detail=f"client registered {client.auth_method.value}, presented {method.value}",
+                detail=f"client registered {registered.value}, "
+                f"presented {method.value if method else 'client_id only'}",
             )
+        if registered is AuthMethod.NONE:
+            return AuthenticatedClient(client, None, CredentialKind.PUBLIC_CLIENT)
         creds = tx.client_credentials(client.id, now=now)
         live = [c for c in creds if tx.first_revoked([c.id]) is None]
+        if registered.uses_tls:
+            cred = self._verify_certificate(client, live, req.client_cert)
+            x5t = crypto.cert_thumbprint(crypto.pem_to_der(req.client_cert or ""))
+            return AuthenticatedClient(client, cred, CredentialKind(registered.value), x5t)
+
         if method is AuthMethod.PRIVATE_KEY_JWT:
             assert assertion is not None
             cred = self._verify_assertion(tx, client, live, assertion, now)
@@ -96,6 +131,17 @@ class ClientAuthenticator:
         if matched is None:
             raise InvalidClient("client authentication failed", detail="wrong or revoked secret")
         return AuthenticatedClient(client, matched, CredentialKind.CLIENT_SECRET)
+
+    def _verify_certificate(
+        self, client: Client, live: list[Credential], pem: str | None
+    ) -> Credential:
+        """RFC 8705 §2: the TLS client certificate matches a live credential of the client."""
+        if pem is None:
+            raise InvalidClient("client authentication failed", detail="no client certificate")
+        cred = self._mtls.match(client, live, pem) if self._mtls is not None else None
+        if cred is None:
+            raise InvalidClient("client authentication failed", detail="certificate mismatch")
+        return cred
 
     @staticmethod
     def _assertion_client_id(assertion: str, client_id: str | None) -> str:
@@ -168,8 +214,14 @@ def _assertion_problem(
     return None
 
 
-def _presented(req: OAuthRequest) -> tuple[AuthMethod, str | None, str | None, str | None]:
-    """Which single method the request uses, and what it presents."""
+def _presented(
+    req: OAuthRequest,
+) -> tuple[AuthMethod | None, str | None, str | None, str | None]:
+    """Which single method the request uses, and what it presents.
+
+    ``None`` as the method means the request only names its ``client_id``: a
+    public client, or an mTLS client whose certificate came with the connection.
+    """
     methods: list[tuple[AuthMethod, str | None, str | None, str | None]] = []
     header = req.authorization
     if header and header[:6].lower() == "basic ":
@@ -204,7 +256,10 @@ def _presented(req: OAuthRequest) -> tuple[AuthMethod, str | None, str | None, s
             )
         )
     if not methods:
+        if req.get("client_id") is not None:
+            return None, req.get("client_id"), None, None
         raise InvalidClient("client authentication required", detail="no credentials presented")
+
     if len(methods) > 1:
         raise InvalidRequest("use exactly one client authentication method")
     method, client_id, secret, assertion = methods[0]

@@ -21,6 +21,7 @@ from tokentrail.oauth.request import OAuthRequest
 
 INACTIVE: dict[str, Any] = {"active": False}
 _CLAIMS = (
+    "cnf",
     "scope",
     "client_id",
     "sub",
@@ -41,7 +42,7 @@ class IntrospectionEndpoint:
         self._authenticator = authenticator
 
     def handle(self, req: OAuthRequest) -> dict[str, Any]:
-        self._authenticator.authenticate(req)
+        self._authenticator.authenticate(req, allow_public=False)
         token = req.require("token")
         if looks_like_jwt(token):
             return self.access_token(token)
@@ -57,7 +58,9 @@ class IntrospectionEndpoint:
         with self._a.store.read() as tx:
             if tx.first_revoked(lineage(claims)) is not None:
                 return INACTIVE
-        out: dict[str, Any] = {"active": True, "token_type": "Bearer"}
+        # RFC 9449 §6.2: a DPoP-bound token introspects as token_type DPoP with cnf.jkt.
+        bound = isinstance(claims.get("cnf"), dict) and "jkt" in claims["cnf"]
+        out: dict[str, Any] = {"active": True, "token_type": "DPoP" if bound else "Bearer"}
         out.update((k, claims[k]) for k in _CLAIMS if k in claims)
         return out
 

@@ -20,10 +20,23 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 class OAuthRequest:
     form: dict[str, list[str]]
     authorization: str | None = None
+    #: The ``DPoP`` header (RFC 9449 §4.1), when the request carried exactly one.
+    dpop: str | None = None
+    #: The request's public URL (issuer + path): what a DPoP proof's ``htu`` must name.
+    url: str = ""
+    #: PEM client certificate of the TLS connection (direct or via a trusted proxy).
+    client_cert: str | None = None
 
     @classmethod
     def parse(
-        cls, body: bytes, *, content_type: str | None, authorization: str | None
+        cls,
+        body: bytes,
+        *,
+        content_type: str | None,
+        authorization: str | None,
+        dpop: list[str] | None = None,
+        url: str = "",
+        client_cert: str | None = None,
     ) -> OAuthRequest:
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media != FORM_TYPE:
@@ -43,7 +56,15 @@ class OAuthRequest:
         for key, values in form.items():
             if len(values) > 1 and key not in _REPEATABLE:
                 raise InvalidRequest(f"parameter {key!r} is repeated")
-        return cls(form=form, authorization=authorization)
+        if dpop is not None and len(dpop) > 1:
+            raise InvalidRequest("send at most one DPoP header")
+        return cls(
+            form=form,
+            authorization=authorization,
+            dpop=dpop[0] if dpop else None,
+            url=url,
+            client_cert=client_cert,
+        )
 
     def get(self, name: str) -> str | None:
         """A single-valued parameter; empty values count as absent (RFC 6749 §3.1)."""

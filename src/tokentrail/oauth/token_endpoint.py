@@ -1,12 +1,19 @@
-"""The token endpoint — RFC 6749 §3.2: grant dispatch after client authentication."""
+"""The token endpoint — RFC 6749 §3.2: grant dispatch after client authentication.
+
+Before a grant runs, the endpoint establishes what the new tokens will be bound
+to: the key of a valid DPoP proof (RFC 9449 §5) or the client certificate of a
+mutual-TLS client (RFC 8705 §3). A request cannot prove both.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tokentrail.errors import UnsupportedGrantType
+from tokentrail.errors import InvalidRequest, UnsupportedGrantType
 from tokentrail.oauth.authority import Authority
-from tokentrail.oauth.client_auth import ClientAuthenticator
+from tokentrail.oauth.binding import UNBOUND, Binding
+from tokentrail.oauth.client_auth import AuthenticatedClient, ClientAuthenticator
+from tokentrail.oauth.dpop import DPoPValidator
 from tokentrail.oauth.grants import TokenGrant
 from tokentrail.oauth.grants.client_credentials import ClientCredentialsGrant
 from tokentrail.oauth.grants.jwt_bearer import JwtBearerGrant
@@ -16,8 +23,11 @@ from tokentrail.oauth.request import OAuthRequest
 
 
 class TokenEndpoint:
-    def __init__(self, authority: Authority, authenticator: ClientAuthenticator) -> None:
+    def __init__(
+        self, authority: Authority, authenticator: ClientAuthenticator, dpop: DPoPValidator
+    ) -> None:
         self._authenticator = authenticator
+        self._dpop = dpop
         grants: list[TokenGrant] = [
             ClientCredentialsGrant(authority),
             JwtBearerGrant(authority),
@@ -32,4 +42,16 @@ class TokenEndpoint:
         if grant is None:
             raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
         auth = self._authenticator.authenticate(req)
-        return grant.issue(auth, req)
+        return grant.issue(auth, req, self.binding(req, auth))
+
+    def binding(self, req: OAuthRequest, auth: AuthenticatedClient) -> Binding:
+        """What the issued tokens are bound to (RFC 9449 §5, RFC 8705 §3)."""
+        x5t = auth.certificate_thumbprint
+        if req.dpop is not None:
+            if x5t is not None:
+                raise InvalidRequest("use either DPoP or a certificate binding, not both")
+            proof = self._dpop.validate(req.dpop, method="POST", url=req.url)
+            return Binding(jkt=proof.jkt)
+        if x5t is not None:
+            return Binding(x5t=x5t)
+        return UNBOUND

@@ -20,6 +20,7 @@ from tokentrail.web.responses import error_response, json_response
 def create_app(services: Services) -> Starlette:
     settings = services.settings
     limit = settings.max_body_bytes
+    issuer = settings.issuer
     metadata = server_metadata(settings.issuer, list(services.token.grants), settings.signing_alg)
 
     async def get_metadata(_: Request) -> Response:
@@ -40,17 +41,17 @@ def create_app(services: Services) -> Starlette:
         Route("/healthz", health, methods=["GET"]),
         Route(
             "/oauth/token",
-            oauth_endpoint(services.token.handle, max_body=limit),
+            oauth_endpoint(services.token.handle, max_body=limit, issuer=issuer),
             methods=["POST", "GET", "PUT", "DELETE"],
         ),
         Route(
             "/oauth/introspect",
-            oauth_endpoint(services.introspection.handle, max_body=limit),
+            oauth_endpoint(services.introspection.handle, max_body=limit, issuer=issuer),
             methods=["POST", "GET", "PUT", "DELETE"],
         ),
         Route(
             "/oauth/revoke",
-            oauth_endpoint(revoke, max_body=limit, empty_ok=True),
+            oauth_endpoint(revoke, max_body=limit, issuer=issuer, empty_ok=True),
             methods=["POST", "GET", "PUT", "DELETE"],
         ),
         *admin_routes(services),

@@ -41,7 +41,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def oauth_endpoint(
-    handler: Handler, *, max_body: int, empty_ok: bool = False
+    handler: Handler,
+    *,
+    max_body: int,
+    issuer: str,
+    client_cert: Callable[[Request], str | None] | None = None,
+    empty_ok: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous OAuth handler as an ASGI endpoint with RFC error handling."""
 
@@ -56,6 +61,9 @@ def oauth_endpoint(
                 body,
                 content_type=request.headers.get("content-type"),
                 authorization=request.headers.get("authorization"),
+                dpop=request.headers.getlist("dpop") or None,
+                url=issuer + request.url.path,
+                client_cert=client_cert(request) if client_cert is not None else None,
             )
             result = await run_in_threadpool(handler, req)
         except OAuthError as exc:

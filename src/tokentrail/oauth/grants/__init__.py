@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.request import OAuthRequest
 
@@ -13,4 +14,6 @@ class TokenGrant(Protocol):
 
     GRANT_TYPE: str
 
-    def issue(self, auth: AuthenticatedClient, req: OAuthRequest) -> dict[str, Any]: ...
+    def issue(
+        self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding
+    ) -> dict[str, Any]: ...

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from tokentrail.audit import Event
-from tokentrail.errors import InvalidClient
+from tokentrail.errors import InvalidClient, UnauthorizedClient
 from tokentrail.oauth.authority import Authority, token_response
+from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import Grant
@@ -23,18 +24,24 @@ class ClientCredentialsGrant:
     def __init__(self, authority: Authority) -> None:
         self._a = authority
 
-    def issue(self, auth: AuthenticatedClient, req: OAuthRequest) -> dict[str, Any]:
+    def issue(
+        self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding
+    ) -> dict[str, Any]:
         a = self._a
         client = auth.client
+        credential = auth.credential
+        if credential is None:
+            # §4.4: only confidential clients may use this grant.
+            raise UnauthorizedClient("public clients cannot use client_credentials")
         # §4.4.2: which declared path carries this request, and what it allows.
-        path = a.resolve_path(client, Grant.CLIENT_CREDENTIALS, auth.input_kind)
+        path = a.resolve_path(client, Grant.CLIENT_CREDENTIALS, auth.input_kind, binding)
         scope = a.grant_scope(req.get("scope"), list(client.scopes), path=path)
         audience = a.grant_audience(
             req.get_all("resource") + req.get_all("audience"), list(client.audiences), path=path
         )
         now = a.clock.now()
         with a.store.write() as tx:
-            cred_node = tx.get_node(auth.credential.id)
+            cred_node = tx.get_node(credential.id)
             if cred_node is None:  # pragma: no cover - credentials are always recorded as nodes
                 raise InvalidClient("client authentication failed", detail="credential has no node")
             minted = a.mint_access_token(
@@ -47,6 +54,7 @@ class ClientCredentialsGrant:
                 scope=scope,
                 now=now,
                 event=Event.TOKEN_ISSUED,
+                binding=binding,
             )
         # §4.4.3: no refresh token for client credentials.
         return token_response(minted, now=now)

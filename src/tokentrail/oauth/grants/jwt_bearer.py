@@ -22,11 +22,27 @@ from tokentrail.clock import MAX_CLOCK_SKEW
 from tokentrail.errors import InvalidGrant, InvalidToken
 from tokentrail.model import CredentialKind, Node, NodeKind
 from tokentrail.oauth.authority import Authority, token_response
+from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import Grant
 from tokentrail.storage.store import Tx
+
+
+def session_binding(required: str, binding: Binding, *, public: bool) -> dict[str, str]:
+    """What the session's refresh tokens stay bound to.
+
+    RFC 9449 §5: refresh tokens of public clients are bound to the DPoP key;
+    a path that requires a binding binds every client's session the same way.
+    """
+    if not (public or required != "none"):
+        return {}
+    if binding.jkt is not None:
+        return {"jkt": binding.jkt}
+    if binding.x5t is not None:
+        return {"x5t": binding.x5t}
+    return {}
 
 
 def upstream_node_id(issuer: str, subject: str) -> str:
@@ -40,11 +56,13 @@ class JwtBearerGrant:
     def __init__(self, authority: Authority) -> None:
         self._a = authority
 
-    def issue(self, auth: AuthenticatedClient, req: OAuthRequest) -> dict[str, Any]:
+    def issue(
+        self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding
+    ) -> dict[str, Any]:
         a = self._a
         client = auth.client
         assertion = req.require("assertion")
-        path = a.resolve_path(client, Grant.JWT_BEARER, CredentialKind.UPSTREAM_ASSERTION)
+        path = a.resolve_path(client, Grant.JWT_BEARER, CredentialKind.UPSTREAM_ASSERTION, binding)
         now = a.clock.now()
         with a.store.write() as tx:
             issuer, claims = self._verify(tx, assertion, now)
@@ -86,6 +104,7 @@ class JwtBearerGrant:
                     "aud": audience,
                     "issuer": issuer,
                     "auth_time": claims.get("auth_time", claims.get("iat")),
+                    **session_binding(path.binding, binding, public=auth.credential is None),
                 },
             )
             tx.insert_node(session)
@@ -115,6 +134,7 @@ class JwtBearerGrant:
                 scope=scope,
                 now=now,
                 event=Event.TOKEN_ISSUED,
+                binding=binding,
                 expires_at=session.expires_at,
             )
         return token_response(minted, now=now, refresh_token=refresh_secret)

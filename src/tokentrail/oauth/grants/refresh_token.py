@@ -13,11 +13,13 @@ from typing import Any
 
 from tokentrail import crypto
 from tokentrail.audit import Event
-from tokentrail.errors import InvalidGrant, InvalidScope
+from tokentrail.errors import InvalidGrant, InvalidRequest, InvalidScope
 from tokentrail.lineage import revoke
 from tokentrail.model import NodeKind
 from tokentrail.oauth.authority import Authority, token_response
+from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
+from tokentrail.oauth.dpop import InvalidDPoPProof
 from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 
@@ -28,7 +30,9 @@ class RefreshTokenGrant:
     def __init__(self, authority: Authority) -> None:
         self._a = authority
 
-    def issue(self, auth: AuthenticatedClient, req: OAuthRequest) -> dict[str, Any]:
+    def issue(
+        self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding
+    ) -> dict[str, Any]:
         a = self._a
         client = auth.client
         presented = req.require("refresh_token")
@@ -52,6 +56,14 @@ class RefreshTokenGrant:
                 raise InvalidGrant(f"path {path.id} no longer allows refresh")
             session = tx.get_node(node.parents[0])
             assert session is not None
+            # RFC 9449 §5: a session bound to a key refreshes only with that key.
+            if session.meta.get("jkt") is not None and binding.jkt != session.meta["jkt"]:
+                raise InvalidGrant("refresh token is bound to another DPoP key")
+            if session.meta.get("x5t") is not None and binding.x5t != session.meta["x5t"]:
+                raise InvalidGrant("refresh token is bound to another client certificate")
+            if path.binding != "none" and binding.kind != path.binding:
+                error = InvalidDPoPProof if path.binding == "dpop" else InvalidRequest
+                raise error(f"path {path.id} requires {path.binding}-bound tokens")
             granted = list(node.meta.get("scope", []))
             scope = granted
             if req.get("scope") is not None:
@@ -80,6 +92,7 @@ class RefreshTokenGrant:
                     scope=scope,
                     now=now,
                     event=Event.TOKEN_REFRESHED,
+                    binding=binding,
                     expires_at=session.expires_at,
                 )
         if reused_family is not None:

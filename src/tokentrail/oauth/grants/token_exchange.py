@@ -21,6 +21,7 @@ from tokentrail.oauth.access_token import (
     lineage,
 )
 from tokentrail.oauth.authority import Authority, token_response
+from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import Grant
@@ -44,7 +45,9 @@ class TokenExchangeGrant:
     def __init__(self, authority: Authority) -> None:
         self._a = authority
 
-    def issue(self, auth: AuthenticatedClient, req: OAuthRequest) -> dict[str, Any]:
+    def issue(
+        self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding
+    ) -> dict[str, Any]:
         a = self._a
         client = auth.client
         # §2.1: the request parameters.
@@ -60,7 +63,7 @@ class TokenExchangeGrant:
         requested_type = req.get("requested_token_type")
         if requested_type not in (None, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE):
             raise InvalidRequest("only access tokens can be requested")
-        path = a.resolve_path(client, Grant.TOKEN_EXCHANGE, CredentialKind.ACCESS_TOKEN)
+        path = a.resolve_path(client, Grant.TOKEN_EXCHANGE, CredentialKind.ACCESS_TOKEN, binding)
         now = a.clock.now()
         with a.store.write() as tx:
             subject_claims, subject_node = self._validate(tx, subject_token, "subject_token")
@@ -103,6 +106,7 @@ class TokenExchangeGrant:
                 scope=scope,
                 now=now,
                 event=Event.TOKEN_EXCHANGED,
+                binding=binding,
                 act=act,
                 expires_at=expires_at,
             )
