@@ -39,7 +39,8 @@ _TEAM_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 @dataclass(frozen=True, slots=True)
 class IssuedCredential:
     client_id: str
-    credential_id: str
+    #: None for a public client, which holds no credential.
+    credential_id: str | None
     client_secret: str | None
 
 
@@ -89,6 +90,8 @@ class Admin:
             jwks = crypto.parse_jwks(jwks)
         elif jwks is not None:
             raise ValueError("a JWKS is only for private_key_jwt clients")
+        if auth_method is AuthMethod.NONE and kind is not ClientKind.APPLICATION:
+            raise ValueError("only applications can be public clients (auth none)")
         for value in (*scopes, *audiences):
             if not value or " " in value:
                 raise ValueError(f"invalid scope or audience {value!r}")
@@ -138,7 +141,10 @@ class Admin:
             client = tx.get_client(client_id)
             if client is None:
                 raise NotFound(f"no client {client_id!r}")
+            if client.auth_method is AuthMethod.NONE:
+                raise ValueError("a public client has no credential to rotate")
             if client.auth_method is AuthMethod.PRIVATE_KEY_JWT:
+
                 if jwks is None:
                     raise ValueError("rotating a private_key_jwt client needs its new --jwks")
                 jwks = crypto.parse_jwks(jwks)
@@ -162,8 +168,11 @@ class Admin:
     def _issue_credential(
         self, tx: Tx, client: Client, jwks: dict[str, Any] | None, now: float, actor: str
     ) -> IssuedCredential:
+        if client.auth_method is AuthMethod.NONE:
+            return IssuedCredential(client.id, None, None)
         secret = None
         if client.auth_method.uses_secret:
+
             secret = ids.new_secret("tts")
             kind = CredentialKind.CLIENT_SECRET
         else:
