@@ -73,19 +73,31 @@ class Authority:
     ) -> PathSpec:
         """The declared path this issuance goes through, or a refusal that names why.
 
-        A path that requires a binding refuses a request that proves none:
-        a DPoP path answers ``invalid_dpop_proof`` (RFC 9449 §5), an mTLS path
+        Among the client's paths for this grant and input, the first (in map
+        order) whose binding the request satisfies wins: a path requiring the
+        binding the request proves, else one requiring none. If only paths
+        requiring another binding remain, the request is refused: a DPoP path
+        answers ``invalid_dpop_proof`` (RFC 9449 §5), an mTLS path
         ``invalid_request``.
         """
-        path = self.paths.match(grant=grant, input_kind=input_kind, allowed=client.paths)
-        if path is None:
+        allowed = set(client.paths)
+        candidates = [
+            p
+            for p in self.paths.paths
+            if p.id in allowed and p.grant is grant and input_kind in p.inputs
+        ]
+        if not candidates:
             reason = (
                 f"no declared issuance path allows {grant.value} from {input_kind.value} "
                 f"for client {client.id}"
             )
             self.refuse(client, reason)
-        assert path is not None
+        path = next(
+            (p for p in candidates if p.binding == binding.kind),
+            next((p for p in candidates if p.binding == "none"), candidates[0]),
+        )
         if path.binding != "none" and binding.kind != path.binding:
+
             proof = "a DPoP proof" if path.binding == "dpop" else "a client certificate"
             self.refuse(
                 client,
