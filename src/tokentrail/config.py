@@ -61,7 +61,12 @@ class Settings(BaseModel):
     refresh_token_ttl: int = Field(
         default=86_400,
         gt=0,
-        description="Default absolute lifetime of a refresh-token family when its path sets none.",
+        description=(
+            "Floor of the retention horizon, in seconds: revocation entries and retired "
+            "signing keys are kept at least this long (longer when a path allows longer "
+            "lifetimes). A refresh-token family lives as long as its path's "
+            "`refresh.absolute_lifetime`."
+        ),
     )
     assertion_max_lifetime: int = Field(
         default=600,
