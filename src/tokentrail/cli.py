@@ -10,12 +10,15 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from tokentrail.audit import Event
 from tokentrail.config import BUNDLED_PATHS, Settings
@@ -42,8 +45,9 @@ app.add_typer(lineage_app, name="lineage")
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_key_app, name="admin-key")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+# No markup: names, ids and messages are printed as given (a "[/x]" must not break output).
+out = Console(soft_wrap=True, markup=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 DataOpt = Annotated[
     Path, typer.Option("--data", envvar="TOKENTRAIL_DATA", help="Data folder (SQLite, key file).")
@@ -75,10 +79,14 @@ def _open(data: Path, db: str | None, paths: Path, **extra: Any) -> Services:
         _fail(f"issuance-path map: {exc}")
     except ValueError as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(f"cannot open the database: {str(exc).splitlines()[0]}")
+    except OSError as exc:
+        _fail(f"cannot open the data folder {data}: {exc.strerror or exc}")
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -290,11 +298,16 @@ def client_list(
     if as_json:
         _emit(rows)
         return
+    cells = [
+        [r["client_id"], r["team"], r["name"], r["kind"], r["auth"], ",".join(r["paths"])]
+        for r in rows
+    ]
+    if not out.is_terminal:  # piped: one line per client, never wrapped, for grep and cut
+        sys.stdout.writelines("\t".join(row) + "\n" for row in cells)
+        return
     table = Table("client_id", "team", "name", "kind", "auth", "paths")
-    for r in rows:
-        table.add_row(
-            r["client_id"], r["team"], r["name"], r["kind"], r["auth"], ", ".join(r["paths"])
-        )
+    for row in cells:
+        table.add_row(*row)
     out.print(table)
 
 
@@ -432,6 +445,87 @@ def revoke(
         out.print(f"{node_id} was already revoked (seq {current.seq})")
     else:
         out.print(f"revoked {node_id} (seq {current.seq}); {descendants} descendants are dead")
+
+
+# --- sessions ----------------------------------------------------------------------
+
+session_app = typer.Typer(help="Human sessions: list and end them.", no_args_is_help=True)
+app.add_typer(session_app, name="session")
+
+
+@session_app.command("list")
+def session_list(
+    subject: str,
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a subject's live sessions (path, client, binding, created, last used)."""
+    s = _open(data, db, paths)
+    try:
+        live = s.sessions.live(subject)
+    finally:
+        s.close()
+    if as_json:
+        _emit([x.as_dict() for x in live])
+        return
+    table = Table("session", "path", "client", "binding", "created", "last used", "expires")
+    for x in live:
+        table.add_row(
+            x.id,
+            x.path or "",
+            x.client_id or "",
+            ",".join(x.binding) or "bearer",
+            _when(x.created_at),
+            _when(x.last_used_at),
+            _when(x.expires_at),
+        )
+    out.print(table)
+
+
+@session_app.command("end")
+def session_end(
+    session_id: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the ledger).")] = "session ended",
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+) -> None:
+    """End one session and everything issued under it."""
+    s = _open(data, db, paths)
+    try:
+        ended = s.sessions.end(session_id, actor=_actor(), reason=reason)
+    except NotFound as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
+    out.print(f"session {session_id} {'ended' if ended else 'was already ended'}")
+
+
+@session_app.command("end-all")
+def session_end_all(
+    subject: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the ledger).")] = (
+        "signed out everywhere"
+    ),
+    data: DataOpt = _DEFAULT_DATA,
+    db: DbOpt = None,
+    paths: PathsOpt = BUNDLED_PATHS,
+) -> None:
+    """Sign a subject out everywhere: end all of their live sessions."""
+    s = _open(data, db, paths)
+    try:
+        count = s.sessions.end_all(subject, actor=_actor(), reason=reason)
+    finally:
+        s.close()
+    out.print(f"ended {count} session(s) of {subject}")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def main() -> None:

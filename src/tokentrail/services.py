@@ -16,6 +16,8 @@ from tokentrail.oauth.introspection import IntrospectionEndpoint
 from tokentrail.oauth.revocation import RevocationEndpoint
 from tokentrail.oauth.token_endpoint import TokenEndpoint
 from tokentrail.policy.paths import PathMap, load_path_map
+from tokentrail.sessions import Sessions
+
 from tokentrail.storage.store import Store
 
 
@@ -31,6 +33,8 @@ class Services:
     token: TokenEndpoint
     introspection: IntrospectionEndpoint
     revocation: RevocationEndpoint
+    sessions: Sessions
+    dpop: DPoPValidator
 
     def close(self) -> None:
         self.store.close()
@@ -72,6 +76,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         keys=keys,
         authority=authority,
         admin=Admin(store, clock, paths, horizon=authority.horizon),
+        sessions=Sessions(store, clock, horizon=authority.horizon),
+        dpop=dpop,
         token=TokenEndpoint(authority, authenticator, dpop),
         introspection=IntrospectionEndpoint(authority, authenticator),
         revocation=RevocationEndpoint(authority, authenticator),

@@ -67,10 +67,18 @@ class Store:
 
 
 def _insert_ignore(dialect: str, table: Any) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for the current dialect."""
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the current dialect.
+
+    Callers read ``rowcount`` to learn whether the row was new; SQLAlchemy only
+    keeps it for INSERTs when asked (on PostgreSQL it is otherwise -1, which
+    would make every duplicate look new: replayed jtis accepted, teams "created"
+    twice).
+    """
     if dialect == "postgresql":
-        return pg_dialect.insert(table).on_conflict_do_nothing()
-    return sqlite_dialect.insert(table).on_conflict_do_nothing()
+        stmt = pg_dialect.insert(table).on_conflict_do_nothing()
+    else:
+        stmt = sqlite_dialect.insert(table).on_conflict_do_nothing()
+    return stmt.execution_options(preserve_rowcount=True)
 
 
 class Tx:
@@ -251,6 +259,10 @@ class Tx:
         )
         return res.rowcount == 1
 
+    def touch(self, node_id: str, at: float) -> None:
+        """Record activity on a session (its ``used_at`` is the last use)."""
+        self.conn.execute(update(t.nodes).where(t.nodes.c.id == node_id).values(used_at=at))
+
     def children(self, node_id: str) -> list[str]:
         rows = self.conn.execute(select(t.edges.c.child_id).where(t.edges.c.parent_id == node_id))
         return [r.child_id for r in rows]
@@ -280,11 +292,16 @@ class Tx:
         tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
         return int(self.conn.execute(select(func.count()).select_from(tree)).scalar_one())
 
-    def nodes_of_subject(self, subject: str, kind: NodeKind) -> list[Node]:
-        rows = self.conn.execute(
-            select(t.nodes).where(t.nodes.c.subject == subject, t.nodes.c.kind == kind.value)
-        )
+    def nodes_of_subject(
+        self, subject: str, kind: NodeKind, *, live_at: float | None = None
+    ) -> list[Node]:
+        """A subject's nodes of ``kind``; with ``live_at``, only those not expired then."""
+        q = select(t.nodes).where(t.nodes.c.subject == subject, t.nodes.c.kind == kind.value)
+        if live_at is not None:
+            q = q.where(or_(t.nodes.c.expires_at.is_(None), t.nodes.c.expires_at > live_at))
+        rows = self.conn.execute(q.order_by(t.nodes.c.created_at))
         return [_node(r) for r in rows]
+
 
     # --- revocations ----------------------------------------------------------
 
@@ -312,7 +329,7 @@ class Tx:
         return _revocation(row) if row else None
 
     def first_revoked(self, ids: Sequence[str]) -> str | None:
-        """The first of ``ids`` that is revoked, if any: the whole liveness check."""
+        """One of ``ids`` that is revoked (any one), or None: the whole liveness check."""
         if not ids:
             return None
         row = self.conn.execute(

@@ -100,6 +100,8 @@ def _route(
             return error_response("invalid_request", exc.description, 413)
         except (ValueError, ValidationError) as exc:
             return error_response("invalid_request", _first_line(exc), 400)
+        except RecursionError:
+            return error_response("invalid_request", "body is nested too deeply", 400)
         except NotFound as exc:
             return error_response("not_found", str(exc), 404)
         except Conflict as exc:
@@ -246,10 +248,46 @@ def _lineage(s: Services, key: AdminKey, request: Request, _b: None) -> Any:
     if not limit.isdigit() or not 0 < int(limit) <= 100_000:
         raise ValueError("limit must be an integer from 1 to 100000")
     with s.store.read() as tx:
+        root = tx.get_node(node_id)
+        if root is None:
+            raise NotFound(f"no node {node_id!r}")
+        # Check before reading the tree; a node of no team (an upstream login, whose
+        # sessions span teams) needs the admin role like any other team's node.
+        _same_team(key, root.team_id)
         result = tree(tx, node_id, limit=int(limit))
-    if result.root.node.team_id is not None:
-        _same_team(key, result.root.node.team_id)
     return tree_json(result, s.paths)
+
+
+def _subject_sessions(s: Services, key: AdminKey, request: Request, _b: None) -> Any:
+    live = s.sessions.live(request.path_params["subject"])
+    visible = [x for x in live if "admin" in key.roles or _team_of(s, x.client_id) == key.team_id]
+    return {"sessions": [x.as_dict() for x in visible]}
+
+
+def _end_session(s: Services, key: AdminKey, request: Request, body: RevokeIn) -> Any:
+    info = s.sessions.get(request.path_params["session_id"])
+    _same_team(key, _team_of(s, info.client_id))
+    ended = s.sessions.end(info.id, actor=_actor(key), reason=body.reason)
+    return {"session_id": info.id, "ended": ended}
+
+
+def _end_subject_sessions(s: Services, key: AdminKey, request: Request, body: RevokeIn) -> Any:
+    subject = request.path_params["subject"]
+    if "admin" in key.roles:
+        return {"ended": s.sessions.end_all(subject, actor=_actor(key), reason=body.reason)}
+    ended = 0
+    for info in s.sessions.live(subject):
+        if _team_of(s, info.client_id) == key.team_id:
+            ended += s.sessions.end(info.id, actor=_actor(key), reason=body.reason)
+    return {"ended": ended}
+
+
+def _team_of(s: Services, client_id: str | None) -> str | None:
+    if client_id is None:
+        return None
+    with s.store.read() as tx:
+        client = tx.get_client(client_id)
+    return client.team_id if client else None
 
 
 def admin_routes(services: Services) -> list[Route]:
@@ -266,6 +304,21 @@ def admin_routes(services: Services) -> list[Route]:
         r("/admin/clients/{client_id}/rotate", "POST", ("operator",), RotateIn, _rotate),
         r("/admin/issuers", "POST", ("admin",), IssuerIn, _trust),
         r("/admin/nodes/{node_id}/revoke", "POST", ("responder",), RevokeIn, _revoke),
+        r(
+            "/admin/subjects/{subject}/sessions",
+            "GET",
+            ("viewer", "operator", "responder", "support"),
+            None,
+            _subject_sessions,
+        ),
+        r(
+            "/admin/subjects/{subject}/sessions/end",
+            "POST",
+            ("responder",),
+            RevokeIn,
+            _end_subject_sessions,
+        ),
+        r("/admin/sessions/{session_id}/end", "POST", ("responder",), RevokeIn, _end_session),
         r(
             "/admin/nodes/{node_id}/lineage",
             "GET",

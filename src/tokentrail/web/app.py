@@ -15,6 +15,7 @@ from tokentrail.services import Services
 from tokentrail.web.admin_api import admin_routes
 from tokentrail.web.oauth_routes import oauth_endpoint
 from tokentrail.web.responses import error_response, json_response
+from tokentrail.web.sessions_api import session_routes
 
 
 def create_app(services: Services) -> Starlette:
@@ -55,6 +56,7 @@ def create_app(services: Services) -> Starlette:
             methods=["POST", "GET", "PUT", "DELETE"],
         ),
         *admin_routes(services),
+        *session_routes(services),
     ]
 
     async def http_error(_: Request, exc: Exception) -> Response:

@@ -82,7 +82,9 @@ class RefreshTokenGrant:
                         tx, path=path, client=client, session=session, now=now
                     )
             if reused_family is None:
+                tx.touch(session.id, now)
                 minted = a.mint_access_token(
+
                     tx,
                     path=path,
                     client=client,
