@@ -50,7 +50,8 @@ class TestSessionStore:
         assert s.path == "federated-login"
         assert s.client_id == portal.client_id
         assert s.binding == {}
-        assert s.expires_at is not None and s.expires_at - s.created_at == 12 * 3600
+        assert s.expires_at is not None
+        assert s.expires_at - s.created_at == 12 * 3600
 
     def test_refresh_updates_last_used(
         self, http: TestClient, portal: Any, idp: Upstream, services: Services, clock: FrozenClock
@@ -176,7 +177,7 @@ class TestSelfService:
     def test_dpop_bound_token_needs_proof(
         self, http: TestClient, portal: Any, idp: Upstream, clock: FrozenClock
     ) -> None:
-        """A DPoP-bound token works with a proof for this request, not as Bearer, not with another key."""
+        """A DPoP-bound token needs a proof for this request with its own key; Bearer fails."""
         key = new_key()
         tokens = login(
             http,
@@ -224,7 +225,8 @@ class TestAdminAndCli:
         r = http.post(
             f"/admin/sessions/{listed[0]['id']}/end", json={"reason": "lost laptop"}, headers=auth
         )
-        assert r.status_code == 201 and r.json()["ended"] is True
+        assert r.status_code == 201
+        assert r.json()["ended"] is True
         r = http.post("/admin/subjects/alice/sessions/end", json={"reason": "x"}, headers=auth)
         assert r.json() == {"ended": 1}
 
@@ -259,7 +261,8 @@ class TestAdminAndCli:
         listed = json.loads(r.stdout)
         assert len(listed) == 2
         r = runner.invoke(cli_app, ["session", "list", "alice", *common])
-        assert r.exit_code == 0 and "ses_" in r.stdout
+        assert r.exit_code == 0
+        assert "ses_" in r.stdout
         r = runner.invoke(cli_app, ["session", "end", listed[0]["id"], *common])
         assert "ended" in r.stdout
         r = runner.invoke(cli_app, ["session", "end", "ses_missing", *common])
