@@ -25,6 +25,8 @@ def metadata_path(issuer: str) -> str:
 
 def server_metadata(issuer: str, grant_types: list[str], signing_alg: str) -> dict[str, Any]:
     auth_algs = list(ASSERTION_ALGORITHMS)
+    # Introspection refuses public clients (RFC 7662 §2.1), so it does not advertise "none".
+    confidential = [m for m in SUPPORTED_METHODS if m != "none"]
     return {
         "issuer": issuer,
         "token_endpoint": f"{issuer}/oauth/token",
@@ -34,7 +36,7 @@ def server_metadata(issuer: str, grant_types: list[str], signing_alg: str) -> di
         "grant_types_supported": grant_types,
         "token_endpoint_auth_methods_supported": list(SUPPORTED_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": auth_algs,
-        "introspection_endpoint_auth_methods_supported": list(SUPPORTED_METHODS),
+        "introspection_endpoint_auth_methods_supported": confidential,
         "introspection_endpoint_auth_signing_alg_values_supported": auth_algs,
         "revocation_endpoint_auth_methods_supported": list(SUPPORTED_METHODS),
         "revocation_endpoint_auth_signing_alg_values_supported": auth_algs,
