@@ -20,23 +20,27 @@ Tests check the two agree: joserfc verifies what the lean path signs.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.x509 import verification as x509v
 from joserfc import jwt as _jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
@@ -497,3 +501,169 @@ def pem_to_der(pem: str) -> bytes:
     except (ValueError, UnicodeEncodeError) as exc:
         raise ValueError("not a PEM certificate") from exc
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+# --- X.509 client certificates (RFC 8705) -------------------------------------
+
+
+def der_to_pem(der: bytes) -> str:
+    """PEM text of a DER certificate; ``ValueError`` if it is not one."""
+    cert = _load_der(der)
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _load_der(der: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise ValueError("not a DER certificate") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFacts:
+    """What tokentrail reads from a client certificate."""
+
+    #: RFC 4514 string of the subject, as ``tls_client_auth`` compares it.
+    subject_dn: str
+    not_before: float
+    not_after: float
+    #: ``x5t#S256`` of the certificate.
+    thumbprint: str
+
+
+def certificate_facts(der: bytes) -> CertificateFacts:
+    """Subject, validity period and thumbprint of a DER certificate (``ValueError`` if none)."""
+    cert = _load_der(der)
+    return CertificateFacts(
+        subject_dn=cert.subject.rfc4514_string(),
+        not_before=cert.not_valid_before_utc.timestamp(),
+        not_after=cert.not_valid_after_utc.timestamp(),
+        thumbprint=cert_thumbprint(der),
+    )
+
+
+def normalize_dn(dn: str) -> str:
+    """The canonical RFC 4514 form of a distinguished name (``ValueError`` if it does not parse).
+
+    ``cn=svc, o=Acme`` and ``CN=svc,O=Acme`` are the same name; registering the
+    canonical form lets ``tls_client_auth`` compare strings exactly.
+    """
+    try:
+        name = x509.Name.from_rfc4514_string(dn.strip())
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 4514 distinguished name: {dn!r}") from exc
+    if not name.rdns:
+        raise ValueError("the subject DN is empty")
+    return name.rfc4514_string()
+
+
+class ClientCertificateTrust:
+    """Trust anchors for ``tls_client_auth`` (RFC 8705 §2.1) and path validation against them.
+
+    Validation is RFC 5280 path building by ``cryptography.x509.verification``
+    with its client profile: signatures, validity periods, CA basic constraints
+    and key usage, and ``clientAuth`` when the leaf restricts its extended key
+    usage. The leaf may omit subjectAltName and authorityKeyIdentifier, which the
+    web-PKI defaults require but enterprise client certificates often lack:
+    tokentrail matches the subject DN, not a SAN.
+    """
+
+    def __init__(self, anchors: Sequence[x509.Certificate]) -> None:
+        if not anchors:
+            raise ValueError("the trust-anchor bundle holds no certificate")
+        self._anchors = list(anchors)
+        self._store = x509v.Store(self._anchors)
+        self._ee_policy = (
+            x509v.ExtensionPolicy.webpki_defaults_ee()
+            .may_be_present(x509.SubjectAlternativeName, x509v.Criticality.AGNOSTIC, None)
+            .may_be_present(x509.AuthorityKeyIdentifier, x509v.Criticality.AGNOSTIC, None)
+        )
+        self._ca_policy = x509v.ExtensionPolicy.webpki_defaults_ca()
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> ClientCertificateTrust:
+        """Trust the certificates of a PEM bundle; ``ValueError`` if it holds none."""
+        try:
+            anchors = x509.load_pem_x509_certificates(data)
+        except ValueError as exc:
+            raise ValueError("the trust-anchor bundle is not PEM certificates") from exc
+        return cls(anchors)
+
+    def pem_bundle(self) -> str:
+        """The anchors as PEM (what a TLS server context loads to request client certificates)."""
+        return "".join(
+            a.public_bytes(serialization.Encoding.PEM).decode("ascii") for a in self._anchors
+        )
+
+    def verify(self, der: bytes, *, at: float, intermediates: Sequence[bytes] = ()) -> str:
+        """The subject DN of a client certificate that chains to an anchor and is valid at ``at``.
+
+        Raises ``ValueError`` naming why the certificate is not acceptable.
+        """
+        leaf = _load_der(der)
+        untrusted = [_load_der(c) for c in intermediates]
+        verifier = (
+            x509v.PolicyBuilder()
+            .store(self._store)
+            .time(datetime.fromtimestamp(at, tz=UTC))
+            .extension_policies(ca_policy=self._ca_policy, ee_policy=self._ee_policy)
+            .build_client_verifier()
+        )
+        try:
+            verifier.verify(leaf, untrusted)
+        except x509v.VerificationError as exc:
+            raise ValueError(f"certificate not trusted: {exc}") from exc
+        return leaf.subject.rfc4514_string()
+
+
+def _cert_public_jwk(cert: x509.Certificate) -> dict[str, Any]:
+    public = cert.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return dict(ECKey.import_key(public).as_dict(private=False))
+    if isinstance(public, rsa.RSAPublicKey):
+        return dict(RSAKey.import_key(public).as_dict(private=False))
+    if isinstance(public, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return dict(OKPKey.import_key(public).as_dict(private=False))
+    raise ValueError("the certificate's key type is not supported")
+
+
+def _x5c_der(entry: Any) -> bytes:
+    # RFC 7517 §4.7: x5c entries are standard base64 (not base64url) DER.
+    if not isinstance(entry, str):
+        raise ValueError("x5c entries must be base64 strings")
+    try:
+        return base64.b64decode(entry, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("an x5c entry is not base64") from exc
+
+
+def parse_certificate_jwks(document: Any) -> dict[str, Any]:
+    """A JWKS for ``self_signed_tls_client_auth`` (RFC 8705 §2.2): every key carries ``x5c``.
+
+    The first certificate of each key's ``x5c`` must hold that very key
+    (RFC 7517 §4.7); it is the certificate the client presents in TLS.
+    Raises ``ValueError`` with the reason.
+    """
+    jwks = parse_jwks(document)
+    for jwk in jwks["keys"]:
+        x5c = jwk.get("x5c")
+        if not isinstance(x5c, list) or not x5c:
+            raise ValueError("every key of a self-signed client's JWKS needs an x5c certificate")
+        cert = _load_der(_x5c_der(x5c[0]))
+        if jwk_thumbprint(_cert_public_jwk(cert)) != jwk_thumbprint(jwk):
+            raise ValueError("the first x5c certificate does not hold the key it is listed with")
+    return jwks
+
+
+def registered_certificates(jwks: dict[str, Any]) -> list[bytes]:
+    """DER of the first ``x5c`` certificate of every key of a JWKS checked by
+    :func:`parse_certificate_jwks` (entries that do not decode are skipped)."""
+    found: list[bytes] = []
+    for jwk in jwks.get("keys", []):
+        x5c = jwk.get("x5c") if isinstance(jwk, dict) else None
+        if isinstance(x5c, list) and x5c:
+            try:
+                found.append(_x5c_der(x5c[0]))
+            except ValueError:
+                continue
+    return found
