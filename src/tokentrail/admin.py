@@ -31,6 +31,7 @@ from tokentrail.model import (
 )
 from tokentrail.policy.paths import PathMap
 from tokentrail.storage.store import Store, Tx
+from tokentrail.upstream import fetch_jwks
 
 ROLES = ("viewer", "operator", "support", "approver", "responder", "admin")
 _TEAM_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
@@ -80,16 +81,12 @@ class Admin:
         scopes: list[str],
         audiences: list[str],
         actor: str,
+        tls_subject_dn: str | None = None,
     ) -> IssuedCredential:
         unknown = [p for p in paths if self.paths.get(p) is None]
         if unknown:
             raise ValueError(f"no declared issuance path named {', '.join(unknown)}")
-        if auth_method is AuthMethod.PRIVATE_KEY_JWT:
-            if jwks is None:
-                raise ValueError("private_key_jwt needs the client's public keys (--jwks)")
-            jwks = crypto.parse_jwks(jwks)
-        elif jwks is not None:
-            raise ValueError("a JWKS is only for private_key_jwt clients")
+        jwks, tls_subject_dn = _credential_material(auth_method, jwks, tls_subject_dn)
         if auth_method is AuthMethod.NONE and kind is not ClientKind.APPLICATION:
             raise ValueError("only applications can be public clients (auth none)")
         for value in (*scopes, *audiences):
@@ -126,10 +123,16 @@ class Admin:
                     "audiences": list(client.audiences),
                 },
             )
-            return self._issue_credential(tx, client, jwks, now, actor)
+            return self._issue_credential(tx, client, jwks, now, actor, tls_subject_dn)
 
     def rotate_credential(
-        self, client_id: str, *, jwks: dict[str, Any] | None = None, grace: float, actor: str
+        self,
+        client_id: str,
+        *,
+        jwks: dict[str, Any] | None = None,
+        grace: float,
+        actor: str,
+        tls_subject_dn: str | None = None,
     ) -> IssuedCredential:
         """Issue a new credential; the client's older ones stop working after ``grace`` seconds.
 
@@ -143,15 +146,9 @@ class Admin:
                 raise NotFound(f"no client {client_id!r}")
             if client.auth_method is AuthMethod.NONE:
                 raise ValueError("a public client has no credential to rotate")
-            if client.auth_method is AuthMethod.PRIVATE_KEY_JWT:
-
-                if jwks is None:
-                    raise ValueError("rotating a private_key_jwt client needs its new --jwks")
-                jwks = crypto.parse_jwks(jwks)
-            elif jwks is not None:
-                raise ValueError("a JWKS is only for private_key_jwt clients")
+            jwks, tls_subject_dn = _credential_material(client.auth_method, jwks, tls_subject_dn)
             old = tx.client_credentials(client.id, now=now)
-            issued = self._issue_credential(tx, client, jwks, now, actor)
+            issued = self._issue_credential(tx, client, jwks, now, actor, tls_subject_dn)
             for cred in old:
                 tx.set_credential_not_after(cred.id, now + grace)
             tx.append_audit(
@@ -166,15 +163,22 @@ class Admin:
             return issued
 
     def _issue_credential(
-        self, tx: Tx, client: Client, jwks: dict[str, Any] | None, now: float, actor: str
+        self,
+        tx: Tx,
+        client: Client,
+        jwks: dict[str, Any] | None,
+        now: float,
+        actor: str,
+        tls_subject_dn: str | None = None,
     ) -> IssuedCredential:
         if client.auth_method is AuthMethod.NONE:
             return IssuedCredential(client.id, None, None)
         secret = None
         if client.auth_method.uses_secret:
-
             secret = ids.new_secret("tts")
             kind = CredentialKind.CLIENT_SECRET
+        elif client.auth_method.uses_tls:
+            kind = CredentialKind(client.auth_method.value)
         else:
             kind = CredentialKind.PRIVATE_KEY_JWT
         cred = Credential(
@@ -184,6 +188,7 @@ class Admin:
             secret_hash=crypto.hash_secret(secret) if secret else None,
             jwks=jwks,
             created_at=now,
+            tls_subject_dn=tls_subject_dn,
         )
         tx.insert_credential(cred)
         tx.insert_node(
@@ -208,26 +213,52 @@ class Admin:
             node_id=cred.id,
             client_id=client.id,
             team_id=client.team_id,
-            data={"kind": kind.value},
+            data={"kind": kind.value, **_credential_audit(cred)},
         )
         return IssuedCredential(client.id, cred.id, secret)
 
     # --- upstream identity providers --------------------------------------------
 
     def trust_issuer(
-        self, issuer: str, *, jwks: dict[str, Any], audience: str, actor: str
+        self,
+        issuer: str,
+        *,
+        jwks: dict[str, Any] | None = None,
+        jwks_url: str | None = None,
+        audience: str,
+        max_aal: int = 2,
+        actor: str,
     ) -> TrustedIssuer:
+        """Trust an upstream provider; its keys come as a document or from a URL."""
         if not issuer or not audience:
             raise ValueError("issuer and audience are required")
+        if (jwks is None) == (jwks_url is None):
+            raise ValueError("give the provider's keys as a JWKS document or a JWKS URL")
+        if max_aal not in (1, 2, 3):
+            raise ValueError("max_aal must be 1, 2 or 3")
         now = self.clock.now()
-        trusted = TrustedIssuer(issuer, crypto.parse_jwks(jwks), audience, now)
+        document = crypto.parse_jwks(jwks) if jwks is not None else fetch_jwks(str(jwks_url))
+        trusted = TrustedIssuer(
+            issuer=issuer,
+            jwks=document,
+            audience=audience,
+            created_at=now,
+            jwks_url=jwks_url,
+            max_aal=max_aal,
+            jwks_fetched_at=now if jwks_url else None,
+        )
         with self.store.write() as tx:
             tx.put_issuer(trusted)
             tx.append_audit(
                 Event.ISSUER_TRUSTED,
                 at=now,
                 actor=actor,
-                data={"issuer": issuer, "audience": audience},
+                data={
+                    "issuer": issuer,
+                    "audience": audience,
+                    "jwks_url": jwks_url,
+                    "max_aal": max_aal,
+                },
             )
         return trusted
 
@@ -268,3 +299,45 @@ class Admin:
             return revoke(
                 tx, node_id, reason=reason, actor=actor, now=self.clock.now(), horizon=self.horizon
             )
+
+
+def _credential_material(
+    method: AuthMethod, jwks: dict[str, Any] | None, tls_subject_dn: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Check what a new credential of ``method`` registers: (JWKS, subject DN), normalised."""
+    if method is AuthMethod.PRIVATE_KEY_JWT:
+        if jwks is None:
+            raise ValueError("private_key_jwt needs the client's public keys (--jwks)")
+        jwks = crypto.parse_jwks(jwks)
+    elif method is AuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH:
+        # RFC 8705 §2.2: the self-signed certificates are registered in the JWKS (x5c).
+        if jwks is None:
+            raise ValueError(
+                "self_signed_tls_client_auth needs a JWKS whose keys carry x5c (--jwks)"
+            )
+        jwks = crypto.parse_certificate_jwks(jwks)
+    elif jwks is not None:
+        raise ValueError(
+            "a JWKS is only for private_key_jwt and self_signed_tls_client_auth clients"
+        )
+    if method is AuthMethod.TLS_CLIENT_AUTH:
+        # RFC 8705 §2.1.2: the certificate's subject DN (tls_client_auth_subject_dn).
+        if not tls_subject_dn:
+            raise ValueError("tls_client_auth needs the certificate subject DN (--tls-subject-dn)")
+        tls_subject_dn = crypto.normalize_dn(tls_subject_dn)
+    elif tls_subject_dn is not None:
+        raise ValueError("a subject DN is only for tls_client_auth clients")
+    return jwks, tls_subject_dn
+
+
+def _credential_audit(cred: Credential) -> dict[str, Any]:
+    """What the ledger records about a certificate credential: DN or certificate thumbprints."""
+    if cred.tls_subject_dn is not None:
+        return {"tls_subject_dn": cred.tls_subject_dn}
+    if cred.kind is CredentialKind.SELF_SIGNED_TLS_CLIENT_AUTH and cred.jwks is not None:
+        return {
+            "x5t#S256": [
+                crypto.cert_thumbprint(der) for der in crypto.registered_certificates(cred.jwks)
+            ]
+        }
+    return {}

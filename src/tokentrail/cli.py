@@ -317,17 +317,31 @@ def client_list(
 @issuer_app.command("trust")
 def issuer_trust(
     issuer: str,
-    jwks: Annotated[Path, typer.Option(help="The provider's public JWKS (file).")],
     audience: Annotated[str, typer.Option(help="The aud its assertions must carry.")],
+    jwks: Annotated[Path | None, typer.Option(help="The provider's public JWKS (file).")] = None,
+    jwks_url: Annotated[
+        str | None, typer.Option(help="Where to fetch the provider's JWKS instead.")
+    ] = None,
+    max_aal: Annotated[
+        int, typer.Option(min=1, max=3, help="Highest AAL its assertions may claim (acr).")
+    ] = 2,
     data: DataOpt = _DEFAULT_DATA,
     db: DbOpt = None,
     paths: PathsOpt = BUNDLED_PATHS,
 ) -> None:
     """Trust an upstream identity provider for the JWT bearer grant (RFC 7523)."""
-    jwks_doc = _read_json_file(jwks)
+    jwks_doc = _read_json_file(jwks) if jwks is not None else None
     s = _open(data, db, paths)
     try:
-        s.admin.trust_issuer(issuer, jwks=jwks_doc, audience=audience, actor=_actor())
+        s.admin.trust_issuer(
+            issuer,
+            jwks=jwks_doc,
+            jwks_url=jwks_url,
+            audience=audience,
+            max_aal=max_aal,
+            actor=_actor(),
+        )
+
     except ValueError as exc:
         _fail(str(exc))
     finally:

@@ -107,9 +107,15 @@ class TrustedIssuer:
     """An upstream identity provider whose assertions the JWT bearer grant accepts."""
 
     issuer: str
+    #: The provider's public keys (for a URL-configured provider, the last fetched copy).
     jwks: dict[str, Any]
     audience: str
     created_at: float
+    #: Where to fetch the JWKS (RFC 8414 ``jwks_uri``); None when given as a file.
+    jwks_url: str | None = None
+    #: The highest SP 800-63B authenticator assurance level (1-3) its assertions may claim.
+    max_aal: int = 2
+    jwks_fetched_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,7 @@ class Tx:
                 jwks=cred.jwks,
                 created_at=cred.created_at,
                 not_after=cred.not_after,
+                tls_subject_dn=cred.tls_subject_dn,
             )
         )
 
@@ -185,7 +186,18 @@ class Tx:
                 jwks=issuer.jwks,
                 audience=issuer.audience,
                 created_at=issuer.created_at,
+                jwks_url=issuer.jwks_url,
+                max_aal=issuer.max_aal,
+                jwks_fetched_at=issuer.jwks_fetched_at,
             )
+        )
+
+    def set_issuer_jwks(self, issuer: str, jwks: dict[str, Any], *, at: float) -> None:
+        """Store a freshly fetched copy of a provider's JWKS."""
+        self.conn.execute(
+            update(t.trusted_issuers)
+            .where(t.trusted_issuers.c.issuer == issuer)
+            .values(jwks=jwks, jwks_fetched_at=at)
         )
 
     def get_issuer(self, issuer: str) -> TrustedIssuer | None:
@@ -194,7 +206,15 @@ class Tx:
         ).first()
         if row is None:
             return None
-        return TrustedIssuer(row.issuer, dict(row.jwks), row.audience, row.created_at)
+        return TrustedIssuer(
+            issuer=row.issuer,
+            jwks=dict(row.jwks),
+            audience=row.audience,
+            created_at=row.created_at,
+            jwks_url=row.jwks_url,
+            max_aal=int(row.max_aal),
+            jwks_fetched_at=row.jwks_fetched_at,
+        )
 
     # --- lineage nodes -------------------------------------------------------
 
@@ -301,7 +321,6 @@ class Tx:
             q = q.where(or_(t.nodes.c.expires_at.is_(None), t.nodes.c.expires_at > live_at))
         rows = self.conn.execute(q.order_by(t.nodes.c.created_at))
         return [_node(r) for r in rows]
-
 
     # --- revocations ----------------------------------------------------------
 
@@ -508,6 +527,7 @@ def _credential(row: Any) -> Credential:
         jwks=dict(row.jwks) if row.jwks is not None else None,
         created_at=row.created_at,
         not_after=row.not_after,
+        tls_subject_dn=row.tls_subject_dn,
     )
 
 

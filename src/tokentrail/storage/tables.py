@@ -58,6 +58,8 @@ credentials = Table(
     Column("jwks", JSON),
     Column("created_at", Float, nullable=False),
     Column("not_after", Float),
+    #: tls_client_auth (RFC 8705 §2.1): the registered subject DN, canonical RFC 4514 form.
+    Column("tls_subject_dn", Text),
 )
 
 trusted_issuers = Table(
@@ -67,6 +69,9 @@ trusted_issuers = Table(
     Column("jwks", JSON, nullable=False),
     Column("audience", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("jwks_url", Text),
+    Column("max_aal", Integer, nullable=False, server_default="2"),
+    Column("jwks_fetched_at", Float),
 )
 
 nodes = Table(

@@ -56,8 +56,10 @@ class RotateIn(_Body):
 
 class IssuerIn(_Body):
     issuer: str = Field(min_length=1)
-    jwks: dict[str, Any]
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
     audience: str = Field(min_length=1)
+    max_aal: int = Field(default=2, ge=1, le=3)
 
 
 class RevokeIn(_Body):
@@ -218,9 +220,14 @@ def _trust(s: Services, key: AdminKey, _r: Request, body: IssuerIn) -> Any:
     if "admin" not in key.roles:
         raise Forbidden("trusting an identity provider needs the admin role")
     trusted = s.admin.trust_issuer(
-        body.issuer, jwks=body.jwks, audience=body.audience, actor=_actor(key)
+        body.issuer,
+        jwks=body.jwks,
+        jwks_url=body.jwks_url,
+        audience=body.audience,
+        max_aal=body.max_aal,
+        actor=_actor(key),
     )
-    return {"issuer": trusted.issuer, "audience": trusted.audience}
+    return {"issuer": trusted.issuer, "audience": trusted.audience, "max_aal": trusted.max_aal}
 
 
 def _revoke(s: Services, key: AdminKey, request: Request, body: RevokeIn) -> Any:

@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 from tokentrail import crypto, ids
 from tokentrail.audit import Event
 from tokentrail.clock import MAX_CLOCK_SKEW
 from tokentrail.errors import InvalidGrant, InvalidToken
-from tokentrail.model import CredentialKind, Node, NodeKind
+from tokentrail.model import CredentialKind, Node, NodeKind, TrustedIssuer
 from tokentrail.oauth.authority import Authority, token_response
 from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import Grant
-from tokentrail.storage.store import Tx
+from tokentrail.upstream import REFETCH_INTERVAL, claimed_aal, fetch_jwks
 
 
 def session_binding(required: str, binding: Binding, *, public: bool) -> dict[str, str]:
@@ -64,8 +65,14 @@ class JwtBearerGrant:
         assertion = req.require("assertion")
         path = a.resolve_path(client, Grant.JWT_BEARER, CredentialKind.UPSTREAM_ASSERTION, binding)
         now = a.clock.now()
+        trusted, claims = self._verify(assertion, now)
+        issuer = trusted.issuer
+        aal = min(claimed_aal(claims), trusted.max_aal)
         with a.store.write() as tx:
-            issuer, claims = self._verify(tx, assertion, now)
+            # RFC 7523 §3 (7): an assertion is good for one use.
+            key = crypto.hash_secret(f"assertion\x00{issuer}\x00{claims['jti']}")
+            if not tx.remember_once(key, expires_at=float(claims["exp"]) + MAX_CLOCK_SKEW, now=now):
+                raise InvalidGrant("assertion was already used")
             subject = claims["sub"]
             scope = a.grant_scope(req.get("scope"), list(client.scopes), path=path)
             audience = a.grant_audience(
@@ -86,7 +93,9 @@ class JwtBearerGrant:
                 expires_at=None,
                 meta={"issuer": issuer, "subject": subject, "kind": "upstream_login"},
             )
-            tx.insert_node_if_absent(upstream)
+            if not tx.insert_node_if_absent(upstream) and tx.first_revoked([upstream.id]):
+                # Fail closed: a session under a revoked login would be dead on arrival.
+                raise InvalidGrant("the upstream login of this subject has been revoked")
             lifetime = path.refresh.absolute_lifetime if path.refresh else path.max_ttl
             session = Node(
                 id=ids.new_id("ses"),
@@ -104,6 +113,7 @@ class JwtBearerGrant:
                     "aud": audience,
                     "issuer": issuer,
                     "auth_time": claims.get("auth_time", claims.get("iat")),
+                    "aal": aal,
                     **session_binding(path.binding, binding, public=auth.credential is None),
                 },
             )
@@ -139,8 +149,12 @@ class JwtBearerGrant:
             )
         return token_response(minted, now=now, refresh_token=refresh_secret)
 
-    def _verify(self, tx: Tx, assertion: str, now: float) -> tuple[str, dict[str, Any]]:
-        """RFC 7523 §3: issuer trusted, signature, sub, aud, exp, nbf, single use."""
+    def _verify(self, assertion: str, now: float) -> tuple[TrustedIssuer, dict[str, Any]]:
+        """RFC 7523 §3: issuer trusted, signature, sub, aud, exp, nbf, jti present.
+
+        Runs outside the write transaction: a key refetch from the provider must
+        not hold the database's write lock.
+        """
         try:
             unverified = json.loads(crypto.b64url_decode(assertion.split(".")[1]))
             issuer = unverified["iss"]
@@ -148,13 +162,20 @@ class JwtBearerGrant:
             raise InvalidGrant("assertion is not a JWT with an iss claim") from exc
         if not isinstance(issuer, str):
             raise InvalidGrant("assertion iss must be a string")
-        trusted = tx.get_issuer(issuer)
+        with self._a.store.read() as tx:
+            trusted = tx.get_issuer(issuer)
         if trusted is None:
             raise InvalidGrant("assertion issuer is not trusted")
         try:
             _, claims = crypto.verify_foreign_jwt(assertion, trusted.jwks)
         except InvalidToken as exc:
-            raise InvalidGrant("assertion signature is not valid for its issuer") from exc
+            trusted = self._refetch(trusted, now)
+            if trusted is None:
+                raise InvalidGrant("assertion signature is not valid for its issuer") from exc
+            try:
+                _, claims = crypto.verify_foreign_jwt(assertion, trusted.jwks)
+            except InvalidToken as again:
+                raise InvalidGrant("assertion signature is not valid for its issuer") from again
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise InvalidGrant("assertion must carry a sub")
@@ -175,7 +196,18 @@ class JwtBearerGrant:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise InvalidGrant("assertion must carry jti (replay protection)")
-        key = crypto.hash_secret(f"assertion\x00{issuer}\x00{jti}")
-        if not tx.remember_once(key, expires_at=float(exp) + MAX_CLOCK_SKEW, now=now):
-            raise InvalidGrant("assertion was already used")
-        return issuer, claims
+        return trusted, claims
+
+    def _refetch(self, trusted: TrustedIssuer, now: float) -> TrustedIssuer | None:
+        """The provider with fresh keys, if it has a JWKS URL not fetched in the last minute."""
+        if trusted.jwks_url is None:
+            return None
+        if trusted.jwks_fetched_at is not None and now - trusted.jwks_fetched_at < REFETCH_INTERVAL:
+            return None
+        try:
+            jwks = fetch_jwks(trusted.jwks_url)
+        except ValueError:
+            return None
+        with self._a.store.write() as tx:
+            tx.set_issuer_jwks(trusted.issuer, jwks, at=now)
+        return replace(trusted, jwks=jwks, jwks_fetched_at=now)
