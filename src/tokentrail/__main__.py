@@ -1,0 +1,5 @@
+"""``python -m tokentrail``: the command line."""
+
+from tokentrail.cli import main
+
+main()
