@@ -21,6 +21,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from tokentrail.audit import Event
+from tokentrail.cli_paths import paths_app
 from tokentrail.config import BUNDLED_PATHS, Settings
 from tokentrail.errors import Conflict, NotFound, PathMapError
 from tokentrail.model import AuthMethod, ClientKind
@@ -44,6 +45,7 @@ app.add_typer(issuer_app, name="issuer")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_key_app, name="admin-key")
+app.add_typer(paths_app, name="paths")
 
 # No markup: names, ids and messages are printed as given (a "[/x]" must not break output).
 out = Console(soft_wrap=True, markup=False, highlight=False)
