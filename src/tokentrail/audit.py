@@ -1,13 +1,19 @@
-"""Audit events: the dotted names every record in the ledger carries.
+"""Audit events and the hash chain that makes the ledger tamper-evident.
 
 Records are written by :meth:`tokentrail.storage.store.Tx.append_audit` inside
 the same transaction as the state change they describe. They name secrets by
-id, never by value.
+id, never by value. Each record's ``hash`` is SHA-256 over the previous
+record's hash and a canonical encoding of the record (its ``seq`` included),
+so editing, deleting, inserting or reordering a record breaks every hash after
+it; signed checkpoints (see :mod:`tokentrail.ledger`) catch truncation.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import StrEnum
+from typing import Any
 
 
 class Event(StrEnum):
@@ -28,4 +34,35 @@ class Event(StrEnum):
     ISSUANCE_REFUSED = "issuance.refused"
     NODE_REVOKED = "node.revoked"
     CLIENT_AUTH_FAILED = "client_auth.failed"
+    #: A client-certificate header (mtls_proxy_header) came from an untrusted address.
+    MTLS_HEADER_IGNORED = "mtls.proxy_header_ignored"
     REFRESH_REUSE_DETECTED = "detection.refresh_reuse"
+
+
+#: The ``prev_hash`` of the first record of a ledger.
+GENESIS = "0" * 64
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The bytes a record's hash covers: sorted-key compact JSON of its fields."""
+    fields = {k: record.get(k) for k in RECORD_FIELDS}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
+    """SHA-256 over the previous hash and the canonical record, hex."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(record)).hexdigest()
+
+
+#: The fields of a record covered by its hash (everything but the hashes).
+RECORD_FIELDS = (
+    "seq",
+    "at",
+    "event",
+    "actor",
+    "node_id",
+    "client_id",
+    "subject",
+    "team_id",
+    "data",
+)

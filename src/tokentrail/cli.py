@@ -21,6 +21,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from tokentrail.audit import Event
+from tokentrail.cli_audit import audit_app
 from tokentrail.cli_paths import paths_app
 from tokentrail.config import BUNDLED_PATHS, Settings
 from tokentrail.errors import Conflict, NotFound, PathMapError
@@ -45,6 +46,7 @@ app.add_typer(issuer_app, name="issuer")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_key_app, name="admin-key")
+app.add_typer(audit_app, name="audit")
 app.add_typer(paths_app, name="paths")
 
 # No markup: names, ids and messages are printed as given (a "[/x]" must not break output).
@@ -118,20 +120,82 @@ def serve(
     issuer: Annotated[
         str | None, typer.Option(envvar="TOKENTRAIL_ISSUER", help="Issuer URL (default: own URL).")
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(envvar="TOKENTRAIL_TLS_CERT", help="Serve HTTPS with this PEM certificate."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(envvar="TOKENTRAIL_TLS_KEY", help="Private key of --tls-cert (PEM)."),
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TOKENTRAIL_MTLS_CA_FILE",
+            help="PEM bundle of CAs trusted for tls_client_auth client certificates.",
+        ),
+    ] = None,
+    mtls_proxy_header: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TOKENTRAIL_MTLS_PROXY_HEADER",
+            help="Header in which a trusted TLS proxy forwards the client certificate.",
+        ),
+    ] = None,
+    mtls_trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mtls-trusted-proxy",
+            envvar="TOKENTRAIL_MTLS_TRUSTED_PROXIES",
+            help="Proxy address (IP or CIDR) whose certificate header is believed; repeatable.",
+        ),
+    ] = None,
+    allow_broken_ledger: Annotated[
+        bool,
+        typer.Option(help="Start even when the audit ledger fails verification (say why!)."),
+    ] = False,
 ) -> None:
-    """Start the token service."""
+    """Start the token service (HTTPS with client certificates: see docs/mtls.md)."""
+    from contextlib import ExitStack
+
     import uvicorn
 
     from tokentrail.web.app import create_app
+    from tokentrail.web.tls import server_options
 
-    services = _open(data, db, paths, issuer=issuer or f"http://{host}:{port}")
+    if tls_key is not None and tls_cert is None:
+        _fail("--tls-key needs --tls-cert")
+    scheme = "https" if tls_cert else "http"
+    services = _open(
+        data,
+        db,
+        paths,
+        issuer=issuer or f"{scheme}://{host}:{port}",
+        mtls_ca_file=tls_client_ca,
+        mtls_proxy_header=mtls_proxy_header,
+        mtls_trusted_proxies=tuple(mtls_trusted_proxy or ()),
+    )
+    # A broken chain must not be extended silently (checked from the newest checkpoint).
+    check = services.ledger.verify(from_last_checkpoint=True)
+    if not check.ok:
+        if not allow_broken_ledger:
+            services.close()
+            _fail(
+                f"the audit ledger is broken at seq {check.first_bad_seq}: {check.problem}. "
+                "Run `tokentrail audit verify`; start with --allow-broken-ledger to serve anyway."
+            )
+        err.print(f"[red]warning:[/red] serving on a broken audit ledger: {check.problem}")
     err.print(
-        f"tokentrail listening on http://{host}:{port}  issuer={services.settings.issuer}  "
+        f"tokentrail listening on {scheme}://{host}:{port}  issuer={services.settings.issuer}  "
         f"paths={paths}  db={'sqlite' if db is None else 'postgresql'}",
         highlight=False,
     )
     try:
-        uvicorn.run(create_app(services), host=host, port=port, log_level="warning")
+        with ExitStack() as stack:
+            options = server_options(
+                services, tls_cert=tls_cert, tls_key=tls_key, stack=stack, notice=err.print
+            )
+            uvicorn.run(create_app(services), host=host, port=port, log_level="warning", **options)
     finally:
         services.close()
 
@@ -193,7 +257,16 @@ def client_create(
     auth: Annotated[AuthMethod, typer.Option(help="Token-endpoint authentication method.")] = (
         AuthMethod.CLIENT_SECRET_BASIC
     ),
-    jwks: Annotated[Path | None, typer.Option(help="Public JWKS file (private_key_jwt).")] = None,
+    jwks: Annotated[
+        Path | None,
+        typer.Option(
+            help="Public JWKS file (private_key_jwt; self_signed_tls_client_auth: keys with x5c)."
+        ),
+    ] = None,
+    tls_subject_dn: Annotated[
+        str | None,
+        typer.Option(help="tls_client_auth: the certificate subject DN (RFC 4514)."),
+    ] = None,
     path: Annotated[
         list[str] | None, typer.Option("--path", help="Declared path the client may use.")
     ] = None,
@@ -216,6 +289,7 @@ def client_create(
             kind=kind,
             auth_method=auth,
             jwks=jwks_doc,
+            tls_subject_dn=tls_subject_dn,
             paths=path or [],
             scopes=scope or [],
             audiences=audience or [],
@@ -240,7 +314,13 @@ def client_create(
 @client_app.command("rotate")
 def client_rotate(
     client_id: str,
-    jwks: Annotated[Path | None, typer.Option(help="New public JWKS (private_key_jwt).")] = None,
+    jwks: Annotated[
+        Path | None,
+        typer.Option(help="New public JWKS (private_key_jwt, self_signed_tls_client_auth)."),
+    ] = None,
+    tls_subject_dn: Annotated[
+        str | None, typer.Option(help="tls_client_auth: the new certificate subject DN.")
+    ] = None,
     grace: Annotated[
         int | None, typer.Option(help="Seconds the old credential keeps working.")
     ] = None,
@@ -258,6 +338,7 @@ def client_rotate(
             jwks=jwks_doc,
             grace=float(s.settings.credential_grace_seconds if grace is None else grace),
             actor=_actor(),
+            tls_subject_dn=tls_subject_dn,
         )
     except (ValueError, NotFound) as exc:
         _fail(str(exc))

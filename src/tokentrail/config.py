@@ -7,6 +7,7 @@ environment variable); tests build them directly.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -91,6 +92,14 @@ class Settings(BaseModel):
         ge=0,
         description="How long a rotated-out client credential keeps working after rotation.",
     )
+    checkpoint_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds between signed checkpoints of the audit ledger while serving "
+            "(a checkpoint is only written when new records arrived)."
+        ),
+    )
     dpop_require_nonce: bool = Field(
         default=False,
         description=(
@@ -105,6 +114,50 @@ class Settings(BaseModel):
             "loss; NORMAL survives a process crash only."
         ),
     )
+    mtls_ca_file: Path | None = Field(
+        default=None,
+        description=(
+            "PEM bundle of the CAs whose client certificates `tls_client_auth` accepts "
+            "(RFC 8705 §2.1). When tokentrail terminates TLS, the TLS layer requests client "
+            "certificates from these CAs too. Unset: only `self_signed_tls_client_auth`."
+        ),
+    )
+    mtls_proxy_header: str | None = Field(
+        default=None,
+        description=(
+            "Request header in which a TLS-terminating proxy forwards the client certificate "
+            "(URL-encoded PEM, as nginx's `$ssl_client_escaped_cert`, or base64 DER), e.g. "
+            "`x-client-cert`. Believed only from `mtls_trusted_proxies`; from any other address "
+            "it is ignored and audited."
+        ),
+    )
+    mtls_trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Addresses (IPs or CIDR ranges) of the proxies whose `mtls_proxy_header` is "
+            "believed. From these peers the header is the only certificate source."
+        ),
+    )
+
+    @field_validator("mtls_proxy_header")
+    @classmethod
+    def _proxy_header(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lower()
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise ValueError("mtls_proxy_header must be an HTTP header name")
+        return name
+
+    @field_validator("mtls_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"mtls_trusted_proxies: {entry!r} is not an IP or CIDR") from exc
+        return value
 
     @field_validator("signing_alg")
     @classmethod

@@ -9,15 +9,16 @@ from tokentrail.admin import Admin
 from tokentrail.clock import Clock, SystemClock
 from tokentrail.config import Settings
 from tokentrail.keys import KeyRing, load_kek
+from tokentrail.ledger import Ledger
 from tokentrail.oauth.authority import Authority
 from tokentrail.oauth.client_auth import ClientAuthenticator
 from tokentrail.oauth.dpop import DPoPValidator, Nonces
 from tokentrail.oauth.introspection import IntrospectionEndpoint
+from tokentrail.oauth.mtls import CertificateAuthority
 from tokentrail.oauth.revocation import RevocationEndpoint
 from tokentrail.oauth.token_endpoint import TokenEndpoint
 from tokentrail.policy.paths import PathMap, load_path_map
 from tokentrail.sessions import Sessions
-
 from tokentrail.storage.store import Store
 
 
@@ -35,6 +36,9 @@ class Services:
     revocation: RevocationEndpoint
     sessions: Sessions
     dpop: DPoPValidator
+    ledger: Ledger
+    #: RFC 8705 client-certificate checks (and the trust anchors a TLS server loads).
+    mtls: CertificateAuthority | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -43,6 +47,7 @@ class Services:
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     paths = load_path_map(settings.paths_file)
+    mtls = CertificateAuthority.from_ca_file(clock, settings.mtls_ca_file)
     store = Store.open(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     kek = load_kek(settings.kek_file or settings.data_dir / "kek")
     keys = KeyRing(
@@ -67,6 +72,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
             f"{issuer}/oauth/revoke",
         ),
         max_lifetime=settings.assertion_max_lifetime,
+        mtls=mtls,
     )
     return Services(
         settings=settings,
@@ -78,7 +84,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         admin=Admin(store, clock, paths, horizon=authority.horizon),
         sessions=Sessions(store, clock, horizon=authority.horizon),
         dpop=dpop,
+        ledger=Ledger(store, kek, clock),
         token=TokenEndpoint(authority, authenticator, dpop),
         introspection=IntrospectionEndpoint(authority, authenticator),
         revocation=RevocationEndpoint(authority, authenticator),
+        mtls=mtls,
     )

@@ -8,8 +8,9 @@ its audit record inside one ``write`` block, so none exists without the others.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
@@ -17,6 +18,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
+from tokentrail.audit import GENESIS, chain_hash
 from tokentrail.model import (
     AdminKey,
     AuditRecord,
@@ -34,6 +36,9 @@ from tokentrail.model import (
 from tokentrail.storage import tables as t
 from tokentrail.storage.engine import migrate, open_engine
 
+#: PostgreSQL advisory-lock key that serialises appends to the audit chain.
+AUDIT_LOCK = 7419012
+
 
 class Store:
     """A database holding one tokentrail installation."""
@@ -41,6 +46,13 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # SQLite admits one writer at a time; the others wait in its busy handler,
+        # which sleeps in steps of up to 100 ms. This process's writers queue on a
+        # lock instead and start as soon as the previous one commits (measured in
+        # docs/benchmarks.md). Other processes (the CLI) still meet the busy timeout.
+        self._writers: AbstractContextManager[Any] = (
+            threading.RLock() if self.dialect == "sqlite" else nullcontext()
+        )
 
     @classmethod
     def open(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Store:
@@ -51,7 +63,7 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction; SQLite takes the write lock at ``BEGIN``."""
-        with self.engine.connect() as conn:
+        with self._writers, self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
@@ -74,8 +86,10 @@ def _insert_ignore(dialect: str, table: Any) -> Any:
     would make every duplicate look new: replayed jtis accepted, teams "created"
     twice).
     """
+    stmt: Any
     if dialect == "postgresql":
         stmt = pg_dialect.insert(table).on_conflict_do_nothing()
+
     else:
         stmt = sqlite_dialect.insert(table).on_conflict_do_nothing()
     return stmt.execution_options(preserve_rowcount=True)
@@ -87,6 +101,8 @@ class Tx:
     def __init__(self, conn: Connection, dialect: str) -> None:
         self.conn = conn
         self.dialect = dialect
+        #: (seq, hash) of the newest audit record, once this transaction has read it.
+        self._audit_tail: tuple[int, str] | None = None
 
     # --- teams ------------------------------------------------------------
 
@@ -394,31 +410,131 @@ class Tx:
     # --- signing keys ---------------------------------------------------------
 
     def insert_signing_key(
-        self, *, kid: str, alg: str, public_jwk: dict[str, Any], sealed: bytes, at: float
+        self,
+        *,
+        kid: str,
+        alg: str,
+        public_jwk: dict[str, Any],
+        sealed: bytes,
+        at: float,
+        purpose: str = "access_token",
     ) -> None:
         self.conn.execute(
             insert(t.signing_keys).values(
-                kid=kid, alg=alg, public_jwk=public_jwk, sealed_private=sealed, created_at=at
+                kid=kid,
+                alg=alg,
+                public_jwk=public_jwk,
+                sealed_private=sealed,
+                created_at=at,
+                purpose=purpose,
             )
         )
 
-    def signing_keys(self, *, now: float) -> list[dict[str, Any]]:
+    def signing_keys(self, *, now: float, purpose: str = "access_token") -> list[dict[str, Any]]:
         """Keys still published (active or retired but not past ``publish_until``), newest first."""
         rows = self.conn.execute(
             select(t.signing_keys)
             .where(
-                or_(t.signing_keys.c.publish_until.is_(None), t.signing_keys.c.publish_until > now)
+                t.signing_keys.c.purpose == purpose,
+                or_(t.signing_keys.c.publish_until.is_(None), t.signing_keys.c.publish_until > now),
             )
             .order_by(t.signing_keys.c.created_at.desc(), t.signing_keys.c.kid)
         )
         return [dict(r._mapping) for r in rows]
 
-    def retire_signing_keys(self, *, except_kid: str, at: float, publish_until: float) -> None:
+    def retire_signing_keys(
+        self, *, except_kid: str, at: float, publish_until: float, purpose: str = "access_token"
+    ) -> None:
         self.conn.execute(
             update(t.signing_keys)
-            .where(t.signing_keys.c.kid != except_kid, t.signing_keys.c.retired_at.is_(None))
+            .where(
+                t.signing_keys.c.purpose == purpose,
+                t.signing_keys.c.kid != except_kid,
+                t.signing_keys.c.retired_at.is_(None),
+            )
             .values(retired_at=at, publish_until=publish_until)
         )
+
+    # --- audit checkpoints ----------------------------------------------------
+
+    def audit_tail(self) -> tuple[int, str] | None:
+        """(seq, hash) of the newest audit record."""
+        row = self.conn.execute(
+            select(t.audit.c.seq, t.audit.c.hash).order_by(t.audit.c.seq.desc()).limit(1)
+        ).first()
+        return (int(row.seq), str(row.hash)) if row else None
+
+    def insert_checkpoint(
+        self, *, seq: int, digest: str, at: float, kid: str, signature: str
+    ) -> bool:
+        res = self.conn.execute(
+            _insert_ignore(self.dialect, t.audit_checkpoints).values(
+                seq=seq, hash=digest, at=at, kid=kid, signature=signature
+            )
+        )
+        return bool(res.rowcount)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(select(t.audit_checkpoints).order_by(t.audit_checkpoints.c.seq))
+        return [dict(r._mapping) for r in rows]
+
+    def audit_query(
+        self,
+        *,
+        subject: str | None = None,
+        client_id: str | None = None,
+        team_id: str | None = None,
+        events: Sequence[str] = (),
+        node_ids: Sequence[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        """Audit records matching every given filter, in ledger order."""
+        conds: list[Any] = []
+        if subject is not None:
+            conds.append(t.audit.c.subject == subject)
+        if client_id is not None:
+            conds.append(t.audit.c.client_id == client_id)
+        if team_id is not None:
+            conds.append(t.audit.c.team_id == team_id)
+        if events:
+            exact = [e for e in events if not e.endswith(".")]
+            prefixes = [e for e in events if e.endswith(".")]
+            conds.append(
+                or_(t.audit.c.event.in_(exact), *(t.audit.c.event.startswith(p) for p in prefixes))
+            )
+        if since is not None:
+            conds.append(t.audit.c.at >= since)
+        if until is not None:
+            conds.append(t.audit.c.at <= until)
+        out: list[dict[str, Any]] = []
+        chunks = (
+            [None]
+            if node_ids is None
+            else [list(node_ids[i : i + 500]) for i in range(0, len(node_ids), 500)]
+        )
+        for chunk in chunks:
+            q = select(t.audit).where(and_(*conds)) if conds else select(t.audit)
+            if chunk is not None:
+                q = q.where(t.audit.c.node_id.in_(chunk))
+            rows = self.conn.execute(q.order_by(t.audit.c.seq).limit(limit))
+            out.extend(dict(r._mapping) for r in rows)
+        out.sort(key=lambda r: int(r["seq"]))
+        return out[:limit]
+
+    def audit_rows(self, *, after_seq: int = 0) -> Iterator[dict[str, Any]]:
+        """Every audit record from ``after_seq`` on, in order, streamed in batches."""
+        last = after_seq
+        while True:
+            rows = self.conn.execute(
+                select(t.audit).where(t.audit.c.seq > last).order_by(t.audit.c.seq).limit(5000)
+            ).all()
+            if not rows:
+                return
+            for r in rows:
+                yield dict(r._mapping)
+            last = int(rows[-1].seq)
 
     # --- admin keys -----------------------------------------------------------
 
@@ -457,19 +573,36 @@ class Tx:
         subject: str | None = None,
         team_id: str | None = None,
         data: dict[str, Any] | None = None,
-    ) -> None:
-        self.conn.execute(
-            insert(t.audit).values(
-                at=at,
-                event=event,
-                actor=actor,
-                node_id=node_id,
-                client_id=client_id,
-                subject=subject,
-                team_id=team_id,
-                data=data or {},
-            )
-        )
+    ) -> int:
+        """Append one record to the hash chain; returns its sequence number.
+
+        Appends are serialised: SQLite's write transactions already are, and on
+        PostgreSQL the first append of a transaction takes a transaction-scoped
+        advisory lock, so the chain has one order whatever the number of nodes.
+        """
+        if self._audit_tail is None:
+            if self.dialect == "postgresql":
+                self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
+            last = self.conn.execute(
+                select(t.audit.c.seq, t.audit.c.hash).order_by(t.audit.c.seq.desc()).limit(1)
+            ).first()
+            self._audit_tail = (int(last.seq), last.hash or GENESIS) if last else (0, GENESIS)
+        seq, prev = self._audit_tail[0] + 1, self._audit_tail[1]
+        record = {
+            "seq": seq,
+            "at": at,
+            "event": str(event),
+            "actor": actor,
+            "node_id": node_id,
+            "client_id": client_id,
+            "subject": subject,
+            "team_id": team_id,
+            "data": data or {},
+        }
+        digest = chain_hash(prev, record)
+        self.conn.execute(insert(t.audit).values(**record, prev_hash=prev, hash=digest))
+        self._audit_tail = (seq, digest)
+        return seq
 
     def audit_records(
         self,

@@ -129,7 +129,9 @@ signing_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("retired_at", Float),
     Column("publish_until", Float),
+    Column("purpose", String(32), nullable=False, server_default="access_token"),
 )
+
 
 admin_keys = Table(
     "admin_keys",
@@ -155,4 +157,16 @@ audit = Table(
     Column("subject", Text),
     Column("team_id", String(128)),
     Column("data", JSON, nullable=False),
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kid", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
 )

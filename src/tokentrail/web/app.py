@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,9 +22,13 @@ from tokentrail.web.admin_api import admin_routes
 from tokentrail.web.oauth_routes import oauth_endpoint
 from tokentrail.web.responses import error_response, json_response
 from tokentrail.web.sessions_api import session_routes
+from tokentrail.web.tls import ClientCertificateMiddleware, client_cert, middleware_options
+
+log = logging.getLogger("tokentrail")
 
 
 def create_app(services: Services) -> Starlette:
+
     settings = services.settings
     limit = settings.max_body_bytes
     issuer = settings.issuer
@@ -42,18 +52,27 @@ def create_app(services: Services) -> Starlette:
         Route("/healthz", health, methods=["GET"]),
         Route(
             "/oauth/token",
-            oauth_endpoint(services.token.handle, max_body=limit, issuer=issuer),
-            methods=["POST", "GET", "PUT", "DELETE"],
+            oauth_endpoint(
+                services.token.handle, max_body=limit, issuer=issuer, client_cert=client_cert
+            ),
+            methods=["POST"],
         ),
         Route(
             "/oauth/introspect",
-            oauth_endpoint(services.introspection.handle, max_body=limit, issuer=issuer),
-            methods=["POST", "GET", "PUT", "DELETE"],
+            oauth_endpoint(
+                services.introspection.handle,
+                max_body=limit,
+                issuer=issuer,
+                client_cert=client_cert,
+            ),
+            methods=["POST"],
         ),
         Route(
             "/oauth/revoke",
-            oauth_endpoint(revoke, max_body=limit, issuer=issuer, empty_ok=True),
-            methods=["POST", "GET", "PUT", "DELETE"],
+            oauth_endpoint(
+                revoke, max_body=limit, issuer=issuer, empty_ok=True, client_cert=client_cert
+            ),
+            methods=["POST"],
         ),
         *admin_routes(services),
         *session_routes(services),
@@ -62,12 +81,36 @@ def create_app(services: Services) -> Starlette:
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = "not_found" if exc.status_code == 404 else "invalid_request"
-        return error_response(code, str(exc.detail), exc.status_code)
+        # 405 carries Allow (RFC 9110 §15.5.6): keep the headers Starlette set.
+        return error_response(code, str(exc.detail), exc.status_code, dict(exc.headers or {}))
 
     async def server_error(_: Request, exc: Exception) -> Response:
         return error_response("server_error", "internal error", 500)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        """While serving, sign a checkpoint of the audit ledger every interval."""
+
+        async def checkpoints() -> None:
+            while True:
+                await asyncio.sleep(settings.checkpoint_interval)
+                try:
+                    await run_in_threadpool(services.ledger.checkpoint)
+                except Exception:  # keep serving; the next round retries
+                    log.exception("audit checkpoint failed")
+
+        task = asyncio.create_task(checkpoints())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     return Starlette(
+        lifespan=lifespan,
         routes=routes,
         exception_handlers={HTTPException: http_error, 500: server_error},
+        # RFC 8705: the client certificate of each request, from TLS or a trusted proxy.
+        middleware=[Middleware(ClientCertificateMiddleware, **middleware_options(services))],
     )
