@@ -221,8 +221,11 @@ def to_svg(g: Graph, *, title: str = "issuance paths") -> str:
         f'<rect x="0" y="0" width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',
     ]
     out.append(_legend())
+    labelled: dict[str, int] = {}
     for a, b, label in g.edges:
-        out.append(_edge(pos[a], pos[b], label))
+        k = labelled.get(a, 0)
+        labelled[a] = k + (1 if label else 0)
+        out.append(_edge(pos[a], pos[b], label, k))
     for n in g.nodes.values():
         out.append(_node(n, pos[n.id]))
     out.append("</svg>")
@@ -273,7 +276,10 @@ def _node(n: Node, box: tuple[float, float, float, float]) -> str:
 
 
 def _edge(
-    a: tuple[float, float, float, float], b: tuple[float, float, float, float], label: str
+    a: tuple[float, float, float, float],
+    b: tuple[float, float, float, float],
+    label: str,
+    k: int = 0,
 ) -> str:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
@@ -285,17 +291,21 @@ def _edge(
             f"M {x1:.1f} {y1:.1f} C {x1 + dx:.1f} {y1:.1f}, "
             f"{x2 - dx:.1f} {y2:.1f}, {x2:.1f} {y2:.1f}"
         )
-        lx, ly = (x1 + x2) / 2, (y1 + y2) / 2 - 3
-    else:  # back edge: from the bottom of a later column to the bottom of an earlier one
-        x1, y1 = ax + aw / 2, ay + ah
-        x2, y2 = bx + bw / 2, by + bh
-        drop = max(y1, y2) + 30
-        d = f"M {x1:.1f} {y1:.1f} C {x1:.1f} {drop:.1f}, {x2:.1f} {drop:.1f}, {x2:.1f} {y2:.1f}"
-        lx, ly = (x1 + x2) / 2, drop - 6
+        lx, ly = x1 + 18, y1 - 4 + 11 * k
+        anchor = "start"
+    else:  # back edge: from the top of a later column round to the right side of the target
+        x1, y1 = ax + aw / 2, ay
+        x2, y2 = bx + bw, by + bh / 2
+        d = (
+            f"M {x1:.1f} {y1:.1f} C {x1:.1f} {min(y1, y2) - 24:.1f}, "
+            f"{x2 + 40:.1f} {y2:.1f}, {x2:.1f} {y2:.1f}"
+        )
+        lx, ly = x1 + 4, y1 - 6
+        anchor = "start"
     path = f'<path d="{d}" fill="none" stroke="#555" stroke-width="1" marker-end="url(#arrow)"/>'
     if label:
         path += (
-            f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="middle" font-size="9" '
+            f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" font-size="9" '
             f'fill="#333">{escape(label)}</text>'
         )
     return path

@@ -283,7 +283,7 @@ def rules_markdown() -> str:
         "# Path-map analyzer rules",
         "",
         "<!-- Generated from src/tokentrail/policy/rules.py by "
-        "`tokentrail paths rules --format markdown > docs/rules.md`; a test fails when stale. -->",
+        "`python -m tokentrail.policy.docs`; a test fails when it is stale. -->",
         "",
         "`tokentrail paths check FILE` applies these rules to an issuance-path map "
         "(see [paths.md](paths.md)). Each finding names its rule id, the exact YAML "
