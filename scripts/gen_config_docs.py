@@ -35,6 +35,14 @@ HOW_TO_SET: dict[str, str] = {
     "paths_file": "`--paths FILE` on every command, or `TOKENTRAIL_PATHS`",
     "issuer": "`tokentrail serve --issuer URL`, or `TOKENTRAIL_ISSUER`",
     "kek_file": "the key itself can be given as `TOKENTRAIL_KEK` (base64url, 32 bytes)",
+    "mtls_ca_file": "`tokentrail serve --tls-client-ca FILE`, or `TOKENTRAIL_MTLS_CA_FILE`",
+    "mtls_proxy_header": (
+        "`tokentrail serve --mtls-proxy-header NAME`, or `TOKENTRAIL_MTLS_PROXY_HEADER`"
+    ),
+    "mtls_trusted_proxies": (
+        "`tokentrail serve --mtls-trusted-proxy CIDR` (repeat it), or "
+        "`TOKENTRAIL_MTLS_TRUSTED_PROXIES` (space-separated)"
+    ),
 }
 
 HEADER = """\

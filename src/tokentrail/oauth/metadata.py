@@ -41,4 +41,6 @@ def server_metadata(issuer: str, grant_types: list[str], signing_alg: str) -> di
         "revocation_endpoint_auth_methods_supported": list(SUPPORTED_METHODS),
         "revocation_endpoint_auth_signing_alg_values_supported": auth_algs,
         "access_token_signing_alg_values_supported": [signing_alg],
+        # RFC 8705 §3.3: tokens issued to mTLS-authenticated clients carry cnf.x5t#S256.
+        "tls_client_certificate_bound_access_tokens": True,
     }
