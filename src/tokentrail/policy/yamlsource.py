@@ -24,6 +24,10 @@ MAX_VALUES = 500_000
 #: Deepest nesting accepted.
 MAX_DEPTH = 64
 
+#: libyaml's safe loader where PyYAML was built with it (an order of magnitude faster on
+#: large maps; same marks and errors), else the pure-Python one.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 Loc = tuple[str | int, ...]
 
 
@@ -69,7 +73,9 @@ def read_yaml(path: Path) -> Source:
 
 def parse_yaml(text: str, name: str = "<paths>") -> Source:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
+    except RecursionError:
+        raise PathMapError(f"{name}: nesting deeper than {MAX_DEPTH}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
@@ -108,7 +114,7 @@ class _Walker:
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise self._fail(key_node, "keys must be plain strings")
-                key = self.constructor.construct_object(key_node)
+                key = self._construct(key_node)
                 if not isinstance(key, str):
                     raise self._fail(key_node, "keys must be strings")
                 if key in out:
@@ -120,7 +126,16 @@ class _Walker:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*loc, i), depth + 1) for i, item in enumerate(node.value)]
+        return self._construct(node)
+
+    def _construct(self, node: yaml.Node) -> Any:
         try:
             return self.constructor.construct_object(node)
-        except yaml.YAMLError as exc:
+        except yaml.MarkedYAMLError as exc:
+            raise self._fail(node, f"bad value: {exc.problem}") from exc
+        except yaml.YAMLError as exc:  # pragma: no cover - the constructor raises marked errors
             raise self._fail(node, f"bad value: {exc}") from exc
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # PyYAML's constructors fail this way on explicit tags with values they
+            # cannot read (`!!int abc`, `!!bool maybe`, `!!timestamp soon`).
+            raise self._fail(node, f"bad value: not a valid {node.tag}") from exc
