@@ -24,6 +24,14 @@ from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 
 
+class _PathGone(Exception):
+    """The token's path is no longer declared for the client; refused outside the transaction."""
+
+    def __init__(self, path_id: str | None) -> None:
+        super().__init__(path_id)
+        self.path_id = path_id
+
+
 class RefreshTokenGrant:
     GRANT_TYPE = "refresh_token"
 
@@ -31,6 +39,17 @@ class RefreshTokenGrant:
         self._a = authority
 
     def issue(
+        self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding
+    ) -> dict[str, Any]:
+        try:
+            return self._issue(auth, req, binding)
+        except _PathGone as gone:
+            # The refusal writes its own audit record, so it must not run inside the
+            # grant's write transaction (on SQLite a second writer would wait forever).
+            self._a.path_for_node(auth.client, gone.path_id)
+            raise AssertionError("unreachable: path_for_node refused") from gone  # pragma: no cover
+
+    def _issue(
         self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding
     ) -> dict[str, Any]:
         a = self._a
@@ -51,7 +70,9 @@ class RefreshTokenGrant:
                 raise InvalidGrant("refresh token is revoked")
             if node.expires_at is not None and node.expires_at <= now:
                 raise InvalidGrant("refresh token has expired")
-            path = a.path_for_node(client, node.path_id)
+            path = a.paths.get(node.path_id or "")
+            if path is None or path.id not in client.paths:
+                raise _PathGone(node.path_id)
             if path.refresh is None:
                 raise InvalidGrant(f"path {path.id} no longer allows refresh")
             session = tx.get_node(node.parents[0])
@@ -84,7 +105,6 @@ class RefreshTokenGrant:
             if reused_family is None:
                 tx.touch(session.id, now)
                 minted = a.mint_access_token(
-
                     tx,
                     path=path,
                     client=client,

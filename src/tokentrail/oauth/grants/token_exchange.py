@@ -70,6 +70,10 @@ class TokenExchangeGrant:
             actor_claims = actor_node = None
             if actor_token is not None:
                 actor_claims, actor_node = self._validate(tx, actor_token, "actor_token")
+                # The actor is the requesting client: another party's token would let
+                # it write someone else's name into act.
+                if actor_claims.get("client_id") != client.id:
+                    raise InvalidRequest("actor_token must be an access token of this client")
             # §4.1: the current actor, with prior actors nested inside.
             actor_sub = actor_claims["sub"] if actor_claims else client.id
             act: dict[str, Any] = {"sub": actor_sub}
