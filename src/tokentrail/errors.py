@@ -27,6 +27,7 @@ context for the audit ledger and logs and never reaches a client.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _DESCRIPTION_OK = re.compile(r"^[\x20-\x21\x23-\x5B\x5D-\x7E]*$")
 
@@ -40,6 +41,9 @@ class OAuthError(TokentrailError):
 
     error = "invalid_request"
     status = 400
+    #: A detection this refusal signals (see :mod:`tokentrail.detections`), fired by
+    #: the endpoint after the refused transaction has rolled back.
+    signal: Any = None
 
     def __init__(self, description: str = "", *, detail: str = "") -> None:
         # RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.

@@ -73,6 +73,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         ),
         max_lifetime=settings.assertion_max_lifetime,
         mtls=mtls,
+        detections=authority.detections,
     )
     return Services(
         settings=settings,

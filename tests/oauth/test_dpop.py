@@ -237,17 +237,6 @@ class TestBoundRefresh:
         assert r.status_code == 200, r.text
         assert r.json()["token_type"] == "DPoP"
         refresh = r.json()["refresh_token"]
-        other = http.post(
-            "/oauth/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": refresh,
-                "client_id": app.client_id,
-            },
-            headers={"DPoP": proof(new_key(), "POST", TOKEN_URL, iat=clock.now())},
-        )
-        assert other.status_code == 400
-        assert other.json()["error"] == "invalid_grant"
         same = http.post(
             "/oauth/token",
             data={
@@ -258,6 +247,30 @@ class TestBoundRefresh:
             headers={"DPoP": proof(key, "POST", TOKEN_URL, iat=clock.now())},
         )
         assert same.status_code == 200, same.text
+        newest = same.json()["refresh_token"]
+        other = http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": newest,
+                "client_id": app.client_id,
+            },
+            headers={"DPoP": proof(new_key(), "POST", TOKEN_URL, iat=clock.now())},
+        )
+        assert other.status_code == 400
+        assert other.json()["error"] == "invalid_grant"
+        # A bound refresh token shown with another key is in a thief's hands: the
+        # binding_mismatch detection revokes the session, so even the right key fails now.
+        again = http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": newest,
+                "client_id": app.client_id,
+            },
+            headers={"DPoP": proof(key, "POST", TOKEN_URL, iat=clock.now())},
+        )
+        assert again.json()["error_description"] == "refresh token is revoked"
 
     def test_public_client_cannot_introspect(self, http: TestClient, make: Factory) -> None:
         """Introspection needs a confidential client."""

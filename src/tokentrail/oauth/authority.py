@@ -16,6 +16,7 @@ from tokentrail import ids
 from tokentrail.audit import Event
 from tokentrail.clock import Clock
 from tokentrail.config import Settings
+from tokentrail.detections import Detections
 from tokentrail.errors import InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient
 from tokentrail.keys import KeyRing
 from tokentrail.lineage import ancestors_of
@@ -52,6 +53,7 @@ class Authority:
         self.keys = keys
         self.paths = paths
         self.tokens = AccessTokens(keys, issuer=settings.issuer, clock=clock)
+        self.detections = Detections(store, clock, paths, horizon=self.horizon)
 
     @property
     def issuer(self) -> str:
@@ -97,7 +99,6 @@ class Authority:
             next((p for p in candidates if p.binding == "none"), candidates[0]),
         )
         if path.binding != "none" and binding.kind != path.binding:
-
             proof = "a DPoP proof" if path.binding == "dpop" else "a client certificate"
             self.refuse(
                 client,

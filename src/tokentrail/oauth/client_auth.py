@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote_plus
@@ -19,13 +20,23 @@ from urllib.parse import unquote_plus
 from tokentrail import crypto
 from tokentrail.audit import Event
 from tokentrail.clock import MAX_CLOCK_SKEW, Clock
+from tokentrail.detections import (
+    AUTH_FAILURE_BURST,
+    AUTH_FAILURE_WINDOW,
+    Detections,
+    signalled,
+)
 from tokentrail.errors import InvalidClient, InvalidRequest, InvalidToken
 from tokentrail.model import AuthMethod, Client, Credential, CredentialKind
 from tokentrail.oauth.request import OAuthRequest
+from tokentrail.policy.paths import DetectionKind
 from tokentrail.storage.store import Store, Tx
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SUPPORTED_METHODS = tuple(m.value for m in AuthMethod)
+#: RFC 6749 Appendix A.1: a client_id is VSCHARs; tokentrail's fit the 64-character column.
+#: Anything else names no client and is refused before it reaches the database.
+_CLIENT_ID = re.compile(r"^[\x20-\x7e]{1,64}$")
 
 
 class CertificateMatcher(Protocol):
@@ -54,7 +65,9 @@ class ClientAuthenticator:
         audiences: tuple[str, ...],
         max_lifetime: int,
         mtls: CertificateMatcher | None = None,
+        detections: Detections | None = None,
     ) -> None:
+        self._detections = detections
         self._mtls = mtls
         self._store = store
         self._clock = clock
@@ -62,9 +75,12 @@ class ClientAuthenticator:
         self._max_lifetime = max_lifetime
 
     def authenticate(self, req: OAuthRequest, *, allow_public: bool = True) -> AuthenticatedClient:
-        method, client_id, secret, assertion = _presented(req)
         now = self._clock.now()
+        method: AuthMethod | None = None
+        client_id: str | None = None
+        assertion: str | None = None
         try:
+            method, client_id, secret, assertion = _presented(req)
             with self._store.write() as tx:
                 auth = self._check(tx, req, method, client_id, secret, assertion, now)
             if auth.credential is None and not allow_public:
@@ -74,15 +90,52 @@ class ClientAuthenticator:
                 )
             return auth
         except InvalidClient as exc:
-            with self._store.write() as tx:
-                tx.append_audit(
-                    Event.CLIENT_AUTH_FAILED,
-                    at=now,
-                    actor=f"client:{client_id}" if client_id else "anonymous",
-                    client_id=client_id,
-                    data={"method": method.value if method else "client_id", "reason": exc.detail},
-                )
+            self._audit_failure(req, method, client_id, assertion, exc.detail, now)
+            self._detect(exc, client_id)
             raise
+
+    def _detect(self, exc: InvalidClient, client_id: str | None) -> None:
+        """Signals in a failed authentication: a rotated-out credential, or a burst."""
+        if self._detections is None or client_id is None or not _CLIENT_ID.match(client_id):
+            return
+        if exc.signal is not None:
+            self._detections.fire(
+                exc.signal.kind,
+                node=exc.signal.node,
+                client_id=client_id,
+                evidence=exc.signal.evidence,
+            )
+        elif self._detections.auth_failure_burst(client_id):
+            self._detections.fire(
+                DetectionKind.CLIENT_AUTH_FAILURES,
+                client_id=client_id,
+                evidence={"window_seconds": AUTH_FAILURE_WINDOW, "failures": AUTH_FAILURE_BURST},
+            )
+
+    def _audit_failure(
+        self,
+        req: OAuthRequest,
+        method: AuthMethod | None,
+        client_id: str | None,
+        assertion: str | None,
+        reason: str,
+        now: float,
+    ) -> None:
+        """Record a failed authentication under the client it claimed to be, never the secret."""
+        if client_id is None and assertion is not None:
+            client_id = _unverified_sub(assertion)
+        named = client_id if client_id is not None and _CLIENT_ID.match(client_id) else None
+        data = {"method": method.value if method else _attempted(req), "reason": reason}
+        if client_id is not None and named is None:
+            data["client_id"] = "malformed"
+        with self._store.write() as tx:
+            tx.append_audit(
+                Event.CLIENT_AUTH_FAILED,
+                at=now,
+                actor=f"client:{named}" if named else "anonymous",
+                client_id=named,
+                data=data,
+            )
 
     def _check(
         self,
@@ -98,6 +151,8 @@ class ClientAuthenticator:
             assert assertion is not None
             client_id = self._assertion_client_id(assertion, client_id)
         assert client_id is not None
+        if not _CLIENT_ID.match(client_id):
+            raise InvalidClient("client authentication failed", detail="malformed client_id")
         client = tx.get_client(client_id)
         if client is None or client.disabled_at is not None:
             raise InvalidClient("client authentication failed", detail="unknown or disabled client")
@@ -129,7 +184,17 @@ class ClientAuthenticator:
             if cred.secret_hash is not None and crypto.secret_matches(secret, cred.secret_hash):
                 matched = matched or cred
         if matched is None:
-            raise InvalidClient("client authentication failed", detail="wrong or revoked secret")
+            error = InvalidClient("client authentication failed", detail="wrong or revoked secret")
+            for old in tx.retired_credentials(client.id, now=now):
+                if old.secret_hash is not None and crypto.secret_matches(secret, old.secret_hash):
+                    error.detail = "credential used after its rotation grace period"
+                    raise signalled(
+                        error,
+                        DetectionKind.POST_ROTATION_USE,
+                        tx.get_node(old.id),
+                        rotated_out_at=old.not_after,
+                    )
+            raise error
         return AuthenticatedClient(client, matched, CredentialKind.CLIENT_SECRET)
 
     def _verify_certificate(
@@ -145,15 +210,12 @@ class ClientAuthenticator:
 
     @staticmethod
     def _assertion_client_id(assertion: str, client_id: str | None) -> str:
-        try:
-            payload = assertion.split(".")[1]
-            claims = json.loads(crypto.b64url_decode(payload))
-            sub = claims["sub"]
-        except (IndexError, ValueError, KeyError, TypeError) as exc:
+        sub = _unverified_sub(assertion)
+        if sub is None:
             raise InvalidClient(
-                "client authentication failed", detail="client_assertion is not a JWT"
-            ) from exc
-        if not isinstance(sub, str) or (client_id is not None and client_id != sub):
+                "client authentication failed", detail="client_assertion is not a JWT with a sub"
+            )
+        if client_id is not None and client_id != sub:
             raise InvalidClient(
                 "client authentication failed", detail="client_id does not match assertion sub"
             )
@@ -212,6 +274,24 @@ def _assertion_problem(
     if not isinstance(jti, str) or not jti:
         return "jti missing (needed for replay protection)"
     return None
+
+
+def _unverified_sub(assertion: str) -> str | None:
+    """The ``sub`` a client assertion claims, before its signature is checked."""
+    try:
+        payload = assertion.split(".")[1]
+        sub = json.loads(crypto.b64url_decode(payload))["sub"]
+    except (IndexError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return sub if isinstance(sub, str) else None
+
+
+def _attempted(req: OAuthRequest) -> str:
+    """What a request that failed before naming a method tried, for the audit record."""
+    header = req.authorization
+    if header:
+        return "client_secret_basic" if header[:6].lower() == "basic " else "authorization_header"
+    return "client_id" if req.get("client_id") is not None else "none"
 
 
 def _presented(

@@ -31,7 +31,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tokentrail import crypto
 from tokentrail.clock import Clock
+from tokentrail.detections import signalled
 from tokentrail.errors import InvalidToken, OAuthError
+from tokentrail.policy.paths import DetectionKind
 from tokentrail.storage.store import Store
 
 #: Seconds a proof is accepted after (and, for clock skew, before) its ``iat``.
@@ -111,6 +113,8 @@ class Nonces:
         return crypto.b64url(raw + crypto.hmac_sha256(self._key, raw)[:16])
 
     def valid(self, nonce: str) -> bool:
+        if not nonce.isascii():  # compare_digest raises TypeError on non-ASCII str
+            return False
         epoch = math.floor(self._clock.now() / NONCE_EPOCH)
         return any(hmac.compare_digest(nonce, self._make(e)) for e in (epoch, epoch - 1))
 
@@ -168,10 +172,15 @@ class DPoPValidator:
         if access_token is not None:
             ath = claims.get("ath")
             expected = crypto.sha256_b64url(access_token.encode("ascii", "replace"))
-            if not isinstance(ath, str) or not hmac.compare_digest(ath, expected):
+            if not (isinstance(ath, str) and ath.isascii() and hmac.compare_digest(ath, expected)):
                 raise error("DPoP proof ath does not match the access token")
         key = crypto.hash_secret(f"dpop\x00{normalize_htu(url)}\x00{jti}")
         with self._store.write() as tx:
             if not tx.remember_once(key, expires_at=iat + 2 * PROOF_WINDOW, now=now):
-                raise error("DPoP proof was already used (replay)")
+                raise signalled(
+                    error("DPoP proof was already used (replay)"),
+                    DetectionKind.PROOF_REPLAY,
+                    jkt=jkt,
+                    htu=normalize_htu(url),
+                )
         return Proof(jkt=jkt, jti=jti, iat=iat, claims=claims)

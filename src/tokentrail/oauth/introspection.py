@@ -18,6 +18,7 @@ from tokentrail.oauth.authority import Authority
 from tokentrail.oauth.client_auth import ClientAuthenticator
 from tokentrail.oauth.refresh_tokens import looks_like_refresh_token
 from tokentrail.oauth.request import OAuthRequest
+from tokentrail.policy.paths import DetectionKind
 
 INACTIVE: dict[str, Any] = {"active": False}
 _CLAIMS = (
@@ -56,8 +57,14 @@ class IntrospectionEndpoint:
         except InvalidToken:
             return INACTIVE
         with self._a.store.read() as tx:
-            if tx.first_revoked(lineage(claims)) is not None:
-                return INACTIVE
+            revoked = tx.first_revoked(lineage(claims)) is not None
+            node = tx.get_node(claims["jti"]) if revoked else None
+        if revoked:
+            # Someone still holds and presents a token that was revoked.
+            self._a.detections.fire(
+                DetectionKind.REVOKED_TOKEN_USE, node=node, evidence={"via": "introspection"}
+            )
+            return INACTIVE
         # RFC 9449 §6.2: a DPoP-bound token introspects as token_type DPoP with cnf.jkt.
         bound = isinstance(claims.get("cnf"), dict) and "jkt" in claims["cnf"]
         out: dict[str, Any] = {"active": True, "token_type": "DPoP" if bound else "Bearer"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokentrail.errors import InvalidRequest, UnsupportedGrantType
+from tokentrail.errors import InvalidRequest, OAuthError, UnsupportedGrantType
 from tokentrail.oauth.authority import Authority
 from tokentrail.oauth.binding import UNBOUND, Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient, ClientAuthenticator
@@ -28,6 +28,7 @@ class TokenEndpoint:
     ) -> None:
         self._authenticator = authenticator
         self._dpop = dpop
+        self._detections = authority.detections
         grants: list[TokenGrant] = [
             ClientCredentialsGrant(authority),
             JwtBearerGrant(authority),
@@ -42,7 +43,19 @@ class TokenEndpoint:
         if grant is None:
             raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
         auth = self._authenticator.authenticate(req)
-        return grant.issue(auth, req, self.binding(req, auth))
+        try:
+            return grant.issue(auth, req, self.binding(req, auth))
+        except OAuthError as exc:
+            # The refused transaction rolled back; the detection commits on its own.
+            if exc.signal is not None:
+                self._detections.fire(
+                    exc.signal.kind,
+                    node=exc.signal.node,
+                    client_id=auth.client.id,
+                    team_id=auth.client.team_id,
+                    evidence=exc.signal.evidence,
+                )
+            raise
 
     def binding(self, req: OAuthRequest, auth: AuthenticatedClient) -> Binding:
         """What the issued tokens are bound to (RFC 9449 §5, RFC 8705 §3)."""

@@ -180,6 +180,17 @@ class Tx:
         )
         return [_credential(r) for r in rows]
 
+    def retired_credentials(self, client_id: str, *, now: float) -> list[Credential]:
+        """The client's credentials past their ``not_after`` (rotated out)."""
+        rows = self.conn.execute(
+            select(t.credentials).where(
+                t.credentials.c.client_id == client_id,
+                t.credentials.c.not_after.is_not(None),
+                t.credentials.c.not_after <= now,
+            )
+        )
+        return [_credential(r) for r in rows]
+
     def set_credential_not_after(self, cred_id: str, not_after: float) -> None:
         self.conn.execute(
             update(t.credentials)
@@ -453,6 +464,53 @@ class Tx:
                 t.signing_keys.c.retired_at.is_(None),
             )
             .values(retired_at=at, publish_until=publish_until)
+        )
+
+    # --- notification outbox --------------------------------------------------
+
+    def enqueue(self, *, topic: str, recipient: str, payload: dict[str, Any], at: float) -> int:
+        """Queue a notification in this transaction: it exists exactly if the change does."""
+        res = self.conn.execute(
+            insert(t.outbox).values(
+                created_at=at,
+                topic=topic,
+                recipient=recipient,
+                payload=payload,
+                attempts=0,
+                next_attempt_at=at,
+            )
+        )
+        key = res.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def due_notifications(self, *, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            select(t.outbox)
+            .where(t.outbox.c.delivered_at.is_(None), t.outbox.c.next_attempt_at <= now)
+            .order_by(t.outbox.c.id)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def notifications(self, *, recipient: str | None = None) -> list[dict[str, Any]]:
+        q = select(t.outbox).order_by(t.outbox.c.id)
+        if recipient is not None:
+            q = q.where(t.outbox.c.recipient == recipient)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def mark_delivered(self, notification_id: int, *, at: float) -> None:
+        self.conn.execute(
+            update(t.outbox).where(t.outbox.c.id == notification_id).values(delivered_at=at)
+        )
+
+    def mark_failed(self, notification_id: int, *, error: str, retry_at: float) -> None:
+        self.conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == notification_id)
+            .values(
+                attempts=t.outbox.c.attempts + 1, last_error=error[:500], next_attempt_at=retry_at
+            )
         )
 
     # --- audit checkpoints ----------------------------------------------------

@@ -161,6 +161,21 @@ audit = Table(
     Column("hash", String(64)),
 )
 
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Seq, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("topic", String(64), nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Column("last_error", Text),
+    Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
+)
+
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,

@@ -13,8 +13,8 @@ from typing import Any
 
 from tokentrail import crypto
 from tokentrail.audit import Event
+from tokentrail.detections import signalled
 from tokentrail.errors import InvalidGrant, InvalidRequest, InvalidScope
-from tokentrail.lineage import revoke
 from tokentrail.model import NodeKind
 from tokentrail.oauth.authority import Authority, token_response
 from tokentrail.oauth.binding import Binding
@@ -22,6 +22,7 @@ from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.dpop import InvalidDPoPProof
 from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
+from tokentrail.policy.paths import DetectionKind
 
 
 class _PathGone(Exception):
@@ -56,7 +57,6 @@ class RefreshTokenGrant:
         client = auth.client
         presented = req.require("refresh_token")
         now = a.clock.now()
-        reused_family: str | None = None
         with a.store.write() as tx:
             node = tx.get_node_by_token_hash(crypto.hash_secret(presented))
             # §6: the token must exist and belong to the authenticated client.
@@ -67,9 +67,13 @@ class RefreshTokenGrant:
             ):
                 raise InvalidGrant("refresh token is invalid")
             if tx.first_revoked(node.lineage) is not None:
-                raise InvalidGrant("refresh token is revoked")
+                raise signalled(
+                    InvalidGrant("refresh token is revoked"), DetectionKind.REVOKED_TOKEN_USE, node
+                )
             if node.expires_at is not None and node.expires_at <= now:
-                raise InvalidGrant("refresh token has expired")
+                raise signalled(
+                    InvalidGrant("refresh token has expired"), DetectionKind.EXPIRED_TOKEN_USE, node
+                )
             path = a.paths.get(node.path_id or "")
             if path is None or path.id not in client.paths:
                 raise _PathGone(node.path_id)
@@ -79,9 +83,19 @@ class RefreshTokenGrant:
             assert session is not None
             # RFC 9449 §5: a session bound to a key refreshes only with that key.
             if session.meta.get("jkt") is not None and binding.jkt != session.meta["jkt"]:
-                raise InvalidGrant("refresh token is bound to another DPoP key")
+                raise signalled(
+                    InvalidGrant("refresh token is bound to another DPoP key"),
+                    DetectionKind.BINDING_MISMATCH,
+                    node,
+                    presented_jkt=binding.jkt,
+                )
             if session.meta.get("x5t") is not None and binding.x5t != session.meta["x5t"]:
-                raise InvalidGrant("refresh token is bound to another client certificate")
+                raise signalled(
+                    InvalidGrant("refresh token is bound to another client certificate"),
+                    DetectionKind.BINDING_MISMATCH,
+                    node,
+                    presented_x5t=binding.x5t,
+                )
             if path.binding != "none" and binding.kind != path.binding:
                 error = InvalidDPoPProof if path.binding == "dpop" else InvalidRequest
                 raise error(f"path {path.id} requires {path.binding}-bound tokens")
@@ -97,48 +111,28 @@ class RefreshTokenGrant:
             parent = node
             if rotate:
                 if not tx.mark_used(node.id, now):
-                    reused_family = session.id
-                else:
-                    new_secret, parent = mint_refresh_token(
-                        tx, path=path, client=client, session=session, now=now
+                    # RFC 9700 §4.14.2: two parties hold this token; the detection
+                    # response (by default: revoke the family) contains it.
+                    raise signalled(
+                        InvalidGrant("refresh token was already used (reuse detected)"),
+                        DetectionKind.REFRESH_REUSE,
+                        node,
                     )
-            if reused_family is None:
-                tx.touch(session.id, now)
-                minted = a.mint_access_token(
-                    tx,
-                    path=path,
-                    client=client,
-                    subject=node.subject or client.id,
-                    parents=[parent],
-                    audience=list(session.meta.get("aud", [])) or list(client.audiences[:1]),
-                    scope=scope,
-                    now=now,
-                    event=Event.TOKEN_REFRESHED,
-                    binding=binding,
-                    expires_at=session.expires_at,
+                new_secret, parent = mint_refresh_token(
+                    tx, path=path, client=client, session=session, now=now
                 )
-        if reused_family is not None:
-            self._contain_reuse(reused_family, node.id, client.id, now)
-            raise InvalidGrant("refresh token was already used; the session has been revoked")
-        return token_response(minted, now=now, refresh_token=new_secret)
-
-    def _contain_reuse(self, family: str, token_id: str, client_id: str, now: float) -> None:
-        """RFC 9700 §4.14.2: revoke the family, and say so in the ledger."""
-        a = self._a
-        with a.store.write() as tx:
-            tx.append_audit(
-                Event.REFRESH_REUSE_DETECTED,
-                at=now,
-                actor="tokentrail:detection",
-                node_id=token_id,
-                client_id=client_id,
-                data={"family": family, "response": "revoke_family"},
-            )
-            revoke(
+            tx.touch(session.id, now)
+            minted = a.mint_access_token(
                 tx,
-                family,
-                reason="refresh token reuse detected",
-                actor="tokentrail:detection",
+                path=path,
+                client=client,
+                subject=node.subject or client.id,
+                parents=[parent],
+                audience=list(session.meta.get("aud", [])) or list(client.audiences[:1]),
+                scope=scope,
                 now=now,
-                horizon=a.horizon,
+                event=Event.TOKEN_REFRESHED,
+                binding=binding,
+                expires_at=session.expires_at,
             )
+        return token_response(minted, now=now, refresh_token=new_secret)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokentrail.audit import Event
+from tokentrail.detections import signalled
 from tokentrail.errors import InvalidRequest, InvalidToken
 from tokentrail.model import CredentialKind, Node
 from tokentrail.oauth.access_token import (
@@ -24,7 +25,7 @@ from tokentrail.oauth.authority import Authority, token_response
 from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.request import OAuthRequest
-from tokentrail.policy.paths import Grant
+from tokentrail.policy.paths import DetectionKind, Grant
 from tokentrail.storage.store import Tx
 
 _ACCEPTED_TYPES = (ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE)
@@ -124,7 +125,12 @@ class TokenExchangeGrant:
         except InvalidToken as exc:
             raise InvalidRequest(f"{name} is not a valid access token") from exc
         if tx.first_revoked(lineage(claims)) is not None:
-            raise InvalidRequest(f"{name} has been revoked")
+            raise signalled(
+                InvalidRequest(f"{name} has been revoked"),
+                DetectionKind.REVOKED_TOKEN_USE,
+                tx.get_node(claims["jti"]),
+                via="token_exchange",
+            )
         node = tx.get_node(claims["jti"])
         if node is None:
             raise InvalidRequest(f"{name} is not a valid access token")
