@@ -100,6 +100,19 @@ class Settings(BaseModel):
             "(a checkpoint is only written when new records arrived)."
         ),
     )
+    notify_webhook_url: str | None = Field(
+        default=None,
+        description=(
+            "Deliver notifications (detections, incidents, recovery) by POSTing them here, "
+            "signed with HMAC-SHA256 (secret: TOKENTRAIL_NOTIFY_SECRET). Unset: append them "
+            "to data_dir/notifications.jsonl."
+        ),
+    )
+    notify_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between passes of the notification dispatcher while serving.",
+    )
     dpop_require_nonce: bool = Field(
         default=False,
         description=(

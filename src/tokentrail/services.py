@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from tokentrail import crypto
@@ -10,6 +11,7 @@ from tokentrail.clock import Clock, SystemClock
 from tokentrail.config import Settings
 from tokentrail.keys import KeyRing, load_kek
 from tokentrail.ledger import Ledger
+from tokentrail.notify import Deliverer, Dispatcher, FileDeliverer, WebhookDeliverer
 from tokentrail.oauth.authority import Authority
 from tokentrail.oauth.client_auth import ClientAuthenticator
 from tokentrail.oauth.dpop import DPoPValidator, Nonces
@@ -37,11 +39,22 @@ class Services:
     sessions: Sessions
     dpop: DPoPValidator
     ledger: Ledger
+    dispatcher: Dispatcher
     #: RFC 8705 client-certificate checks (and the trust anchors a TLS server loads).
     mtls: CertificateAuthority | None = None
 
     def close(self) -> None:
         self.store.close()
+
+
+def _deliverer(settings: Settings) -> Deliverer:
+    """Webhook when configured, else the local file (the embedded default)."""
+    if settings.notify_webhook_url:
+        secret = os.environ.get("TOKENTRAIL_NOTIFY_SECRET", "")
+        if len(secret) < 16:
+            raise ValueError("a notification webhook needs TOKENTRAIL_NOTIFY_SECRET (16+ chars)")
+        return WebhookDeliverer(settings.notify_webhook_url, secret.encode())
+    return FileDeliverer(settings.data_dir / "notifications.jsonl")
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
@@ -86,6 +99,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         sessions=Sessions(store, clock, horizon=authority.horizon),
         dpop=dpop,
         ledger=Ledger(store, kek, clock),
+        dispatcher=Dispatcher(store, _deliverer(settings), clock),
         token=TokenEndpoint(authority, authenticator, dpop),
         introspection=IntrospectionEndpoint(authority, authenticator),
         revocation=RevocationEndpoint(authority, authenticator),

@@ -99,13 +99,23 @@ def create_app(services: Services) -> Starlette:
                 except Exception:  # keep serving; the next round retries
                     log.exception("audit checkpoint failed")
 
-        task = asyncio.create_task(checkpoints())
+        async def notifications() -> None:
+            while True:
+                await asyncio.sleep(settings.notify_interval)
+                try:
+                    await run_in_threadpool(services.dispatcher.run_once)
+                except Exception:  # keep serving; undelivered messages stay queued
+                    log.exception("notification dispatch failed")
+
+        tasks = [asyncio.create_task(checkpoints()), asyncio.create_task(notifications())]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     return Starlette(
         lifespan=lifespan,
