@@ -62,12 +62,27 @@ class KeyRing:
         self._jwks: list[dict[str, Any]] = []
 
     def ensure_key(self) -> None:
-        """Create the first signing key if the installation has none."""
+        """Create the first signing key if the installation has none, else check the KEK.
+
+        A key-encryption key that does not open the active key fails here, at
+        start, rather than on the first request (and before ``rotate`` could
+        seal a new key under the wrong KEK).
+        """
         now = self._clock.now()
         with self._store.write() as tx:
-            if any(r["retired_at"] is None for r in tx.signing_keys(now=now)):
+            active = next((r for r in tx.signing_keys(now=now) if r["retired_at"] is None), None)
+            if active is None:
+                self._insert(tx, crypto.generate_signing_key(self._alg), now)
                 return
-            self._insert(tx, crypto.generate_signing_key(self._alg), now)
+        try:
+            crypto.unseal(
+                self._kek, active["sealed_private"], context=_CONTEXT + active["kid"].encode()
+            )
+        except ValueError as exc:
+            raise ValueError(
+                "the key-encryption key does not open this installation's signing keys "
+                "(check TOKENTRAIL_KEK or the kek file)"
+            ) from exc
 
     def rotate(self, *, publish_for: float) -> str:
         """Make a new key active; retired keys stay published for ``publish_for`` seconds."""
