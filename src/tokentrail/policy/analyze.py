@@ -71,6 +71,7 @@ class _Checks:
     def __init__(self, m: PathMap, windows: Windows) -> None:
         self.m = m
         self.w = windows
+        self.declared_types = {k.type.value for k in m.spec.credential_kinds}
 
     def run(self, entries: list[EntryPoint], matrix: Matrix) -> Iterator[Finding]:
         for i, p in enumerate(self.m.paths):
@@ -169,9 +170,8 @@ class _Checks:
                 f"{p.binding}-bound, but no response to a binding mismatch is declared",
                 "detection",
             )
-        declared = {k.type.value for k in self.m.spec.credential_kinds}
         for j, inp in enumerate(p.inputs):
-            if inp.value in STATIC_TYPES and inp.value not in declared:
+            if inp.value in STATIC_TYPES and inp.value not in self.declared_types:
                 yield finding(
                     "TT-CRD-001",
                     f"accepts {inp.value}, but no credential kind of that type declares a "

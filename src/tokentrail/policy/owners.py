@@ -50,11 +50,29 @@ class ChainRow:
     steps: tuple[str, ...]
     #: Token-exchange paths the chain's tokens can reach (derived chains).
     follow_on: tuple[str, ...]
-    owners: dict[Function, tuple[str, ...]]
+    #: The chain's paths, as shared groups (owners are computed when shown).
+    groups: tuple[Group, ...]
     accountable: str | None
-    #: Accountable teams named along the chain ("" stands for a path with none).
-    candidates: tuple[str, ...]
     loc: Loc
+
+    @property
+    def owners(self) -> dict[Function, tuple[str, ...]]:
+        """Teams owning each function somewhere on the chain ("" for a missing owner)."""
+        out = {}
+        for f in Function:
+            teams: set[str | None] = set()
+            for g in self.groups:
+                teams |= g.owners[f]
+            out[f] = tuple(sorted(t if t is not None else "" for t in teams))
+        return out
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Accountable teams named along the chain ("" stands for a path with none)."""
+        seen: set[str | None] = set()
+        for g in self.groups:
+            seen |= g.accountables
+        return tuple(sorted(t if t is not None else "" for t in seen))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,7 +121,6 @@ def ownership(m: PathMap, windows: Windows | None = None) -> Matrix:
         steps = [m.by_id[s] for s in chain.steps]
         starts.add(chain.steps[0])
         group = w.group(steps)
-        accountable, candidates = _accountable(chain.accountable, group, None)
         entry = chain.entry or ", ".join(_credential_inputs(steps[0])) or steps[0].id
         chains.append(
             ChainRow(
@@ -112,9 +129,8 @@ def ownership(m: PathMap, windows: Windows | None = None) -> Matrix:
                 entry=entry,
                 steps=tuple(chain.steps),
                 follow_on=(),
-                owners=_owners(group, None),
-                accountable=accountable,
-                candidates=candidates,
+                groups=(group,),
+                accountable=_accountable(chain.accountable, (group,)),
                 loc=("chains", i),
             )
         )
@@ -124,8 +140,7 @@ def ownership(m: PathMap, windows: Windows | None = None) -> Matrix:
             continue
         follow = w.exchange_for(w.index.clients_of.get(p.id, []))
         follow_paths = tuple(x for x in follow.ids if x != p.id)
-        own = w.group([p])
-        accountable, candidates = _accountable(None, own, follow if follow_paths else None)
+        groups = (w.group([p]), follow) if follow_paths else (w.group([p]),)
         chains.append(
             ChainRow(
                 id=f"{p.id}~",
@@ -133,9 +148,8 @@ def ownership(m: PathMap, windows: Windows | None = None) -> Matrix:
                 entry=", ".join(inputs),
                 steps=(p.id,),
                 follow_on=follow_paths,
-                owners=_owners(own, follow if follow_paths else None),
-                accountable=accountable,
-                candidates=candidates,
+                groups=groups,
+                accountable=_accountable(None, groups),
                 loc=("paths", i),
             )
         )
@@ -146,25 +160,12 @@ def _credential_inputs(p: PathSpec) -> list[str]:
     return [i.value for i in p.inputs if i.value not in TOKEN_INPUTS]
 
 
-def _owners(group: Group, follow: Group | None) -> dict[Function, tuple[str, ...]]:
-    out = {}
-    for f in Function:
-        teams = set(group.owners[f])
-        if follow is not None:
-            teams |= follow.owners[f]
-        out[f] = tuple(sorted(t if t is not None else "" for t in teams))
-    return out
-
-
-def _accountable(
-    declared: str | None, group: Group, follow: Group | None
-) -> tuple[str | None, tuple[str, ...]]:
-    seen = set(group.accountables)
-    if follow is not None:
-        seen |= follow.accountables
-    candidates = tuple(sorted(t if t is not None else "" for t in seen))
+def _accountable(declared: str | None, groups: tuple[Group, ...]) -> str | None:
     if declared is not None:
-        return declared, candidates
-    if len(seen) == 1 and None not in seen:
-        return next(iter(seen)), candidates
-    return None, candidates
+        return declared
+    seen: set[str | None] = set()
+    for g in groups:
+        seen |= g.accountables
+        if len(seen) > 1:
+            return None
+    return next(iter(seen)) if len(seen) == 1 and None not in seen else None

@@ -913,6 +913,7 @@ class _Checker:
         kinds = self.unique(
             "credential_kinds", [k.id for k in spec.credential_kinds], "credential kind"
         )
+        self.kinds_by_id = {k.id: k for k in spec.credential_kinds}
         paths = self.unique("paths", [p.id for p in spec.paths], "path")
         self.unique("clients", [c.id for c in spec.clients], "client")
         self.unique("chains", [c.id for c in spec.chains], "chain")
@@ -1014,8 +1015,8 @@ class _Checker:
                 self.fail((*loc, "steps", j), f"chain {chain.id!r} names undeclared path {step!r}")
             steps.append(by_id.get(step))
         if chain.entry is not None:
-            kind = next((k for k in self.spec.credential_kinds if k.id == chain.entry), None)
-            if chain.entry not in kinds or kind is None:
+            kind = self.kinds_by_id.get(chain.entry)
+            if kind is None:
                 self.fail(
                     (*loc, "entry"),
                     f"chain {chain.id!r} names undeclared credential kind {chain.entry!r}",

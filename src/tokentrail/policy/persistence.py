@@ -80,7 +80,7 @@ class Group:
     def token_kinds(self) -> frozenset[str]:
         out: set[str] = set()
         for p in self.members:
-            out.add(p.output)
+            out.update(("access_token", p.output))
             if p.refresh is not None:
                 out.add("refresh_token")
         return frozenset(out)
@@ -223,11 +223,13 @@ class Windows:
         self.index = AudienceIndex(m)
         self._groups: dict[tuple[str, ...], Group] = {}
         self.exchangers = [p for p in m.paths if _accepts(p, "access_token")]
+        self.exchanger_ids = {p.id for p in self.exchangers}
         self.all_exchange = self.group(self.exchangers)
         self.by_type: dict[str, list[tuple[int, PathSpec]]] = {}
         for i, p in enumerate(m.paths):
             for inp in p.inputs:
                 self.by_type.setdefault(inp.value, []).append((i, p))
+        self.accepting_ids = {t: {p.id for _, p in users} for t, users in self.by_type.items()}
         self.holders: dict[str, list[ClientSpec]] = {}
         for c in m.clients.values():
             for kind_id in c.credentials:
@@ -245,8 +247,8 @@ class Windows:
         """Exchange paths these clients may use (every one when the map names no client)."""
         if not clients:
             return self.all_exchange
-        allowed = {pid for c in clients for pid in c.paths}
-        return self.group(p for p in self.exchangers if p.id in allowed)
+        allowed = dict.fromkeys(pid for c in clients for pid in c.paths)
+        return self.group(self.m.by_id[pid] for pid in allowed if pid in self.exchanger_ids)
 
     # --- entry points ------------------------------------------------------------
 
@@ -259,10 +261,12 @@ class Windows:
 
     def credential_entry(self, i: int, kind: CredentialKindSpec) -> EntryPoint:
         holders = self.holders.get(kind.id, [])
-        accepting = [p for _, p in self.by_type.get(kind.type.value, [])]
         if holders:
-            allowed = {pid for c in holders for pid in c.paths}
-            accepting = [p for p in accepting if p.id in allowed]
+            ids = self.accepting_ids.get(kind.type.value, set())
+            allowed = dict.fromkeys(pid for c in holders for pid in c.paths)
+            accepting = [self.m.by_id[pid] for pid in allowed if pid in ids]
+        else:
+            accepting = [p for _, p in self.by_type.get(kind.type.value, [])]
         direct = self.group(accepting)
         validity, how = _validity(kind, self.m.spec.policy.rotation_grace)
         exchange = self.exchange_for(holders) if direct.members else None

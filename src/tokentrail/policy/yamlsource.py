@@ -27,6 +27,7 @@ MAX_DEPTH = 64
 #: libyaml's safe loader where PyYAML was built with it (an order of magnitude faster on
 #: large maps; same marks and errors), else the pure-Python one.
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
 
 Loc = tuple[str | int, ...]
 
@@ -77,6 +78,8 @@ def parse_yaml(text: str, name: str = "<paths>") -> Source:
     except RecursionError:
         raise PathMapError(f"{name}: nesting deeper than {MAX_DEPTH}") from None
     except yaml.MarkedYAMLError as exc:
+        if "maximum nesting depth" in str(exc.problem):  # libyaml's own stack limit
+            raise PathMapError(f"{name}: nesting deeper than {MAX_DEPTH}") from None
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
         raise PathMapError(f"{where}: malformed YAML: {exc.problem or exc.context}") from exc
@@ -129,6 +132,8 @@ class _Walker:
         return self._construct(node)
 
     def _construct(self, node: yaml.Node) -> Any:
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value  # what SafeConstructor returns for a string, minus its overhead
         try:
             return self.constructor.construct_object(node)
         except yaml.MarkedYAMLError as exc:
