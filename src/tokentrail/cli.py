@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tokentrail.audit import Event
 from tokentrail.cli_audit import audit_app
+from tokentrail.cli_incident import incident_app
 from tokentrail.cli_paths import paths_app
 from tokentrail.config import BUNDLED_PATHS, Settings
 from tokentrail.errors import Conflict, NotFound, PathMapError
@@ -47,6 +49,7 @@ app.add_typer(lineage_app, name="lineage")
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_key_app, name="admin-key")
 app.add_typer(audit_app, name="audit")
+app.add_typer(incident_app, name="incident")
 app.add_typer(paths_app, name="paths")
 
 # No markup: names, ids and messages are printed as given (a "[/x]" must not break output).
@@ -76,9 +79,36 @@ def _actor() -> str:
         return "cli:unknown"
 
 
+#: Settings with a command-line option of their own (on every command, or on ``serve``).
+_OPTION_SETTINGS = frozenset(
+    {
+        "data_dir",
+        "db_url",
+        "paths_file",
+        "issuer",
+        "mtls_ca_file",
+        "mtls_proxy_header",
+        "mtls_trusted_proxies",
+    }
+)
+#: Every other setting: every command reads it from ``TOKENTRAIL_<NAME>`` when set.
+ENV_SETTINGS = {
+    name: f"TOKENTRAIL_{name.upper()}"
+    for name in Settings.model_fields
+    if name not in _OPTION_SETTINGS
+}
+
+
+def _env_settings() -> dict[str, str]:
+    return {name: os.environ[var] for name, var in ENV_SETTINGS.items() if os.environ.get(var)}
+
+
 def _open(data: Path, db: str | None, paths: Path, **extra: Any) -> Services:
     try:
-        return build_services(Settings(data_dir=data, db_url=db, paths_file=paths, **extra))
+        settings = Settings(
+            data_dir=data, db_url=db, paths_file=paths, **{**_env_settings(), **extra}
+        )
+        return build_services(settings)
     except PathMapError as exc:
         _fail(f"issuance-path map: {exc}")
     except ValueError as exc:

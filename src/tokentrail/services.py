@@ -9,6 +9,7 @@ from tokentrail import crypto
 from tokentrail.admin import Admin
 from tokentrail.clock import Clock, SystemClock
 from tokentrail.config import Settings
+from tokentrail.incidents import Incidents
 from tokentrail.keys import KeyRing, load_kek
 from tokentrail.ledger import Ledger
 from tokentrail.notify import Deliverer, Dispatcher, FileDeliverer, WebhookDeliverer
@@ -40,6 +41,7 @@ class Services:
     dpop: DPoPValidator
     ledger: Ledger
     dispatcher: Dispatcher
+    incidents: Incidents
     #: RFC 8705 client-certificate checks (and the trust anchors a TLS server loads).
     mtls: CertificateAuthority | None = None
 
@@ -100,6 +102,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         dpop=dpop,
         ledger=Ledger(store, kek, clock),
         dispatcher=Dispatcher(store, _deliverer(settings), clock),
+        incidents=Incidents(store, clock, paths, horizon=authority.horizon),
         token=TokenEndpoint(authority, authenticator, dpop),
         introspection=IntrospectionEndpoint(authority, authenticator),
         revocation=RevocationEndpoint(authority, authenticator),

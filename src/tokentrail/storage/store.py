@@ -13,7 +13,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
@@ -465,6 +476,105 @@ class Tx:
             )
             .values(retired_at=at, publish_until=publish_until)
         )
+
+    # --- incidents ------------------------------------------------------------
+
+    def insert_incident(self, row: dict[str, Any]) -> None:
+        self.conn.execute(insert(t.incidents).values(**row))
+
+    def get_incident(self, incident_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(select(t.incidents).where(t.incidents.c.id == incident_id)).first()
+        return dict(row._mapping) if row else None
+
+    def update_incident(self, incident_id: str, **values: Any) -> None:
+        self.conn.execute(
+            update(t.incidents).where(t.incidents.c.id == incident_id).values(**values)
+        )
+
+    def list_incidents(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(select(t.incidents).order_by(t.incidents.c.opened_at))
+        return [dict(r._mapping) for r in rows]
+
+    def lineage_summary(self, node_id: str, *, at: float) -> list[dict[str, Any]]:
+        """Descendants of ``node_id`` grouped by kind, path and client, counted in SQL.
+
+        ``live`` counts those created before ``at`` and unexpired then; ``longest``
+        is the latest expiry among them. Memory stays bounded whatever the count.
+        """
+        tree = (
+            select(t.edges.c.child_id.label("id"))
+            .where(t.edges.c.parent_id == node_id)
+            .cte("tree", recursive=True)
+        )
+        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+        live = and_(
+            t.nodes.c.created_at <= at,
+            or_(t.nodes.c.expires_at.is_(None), t.nodes.c.expires_at > at),
+        )
+        rows = self.conn.execute(
+            select(
+                t.nodes.c.kind,
+                t.nodes.c.path_id,
+                t.nodes.c.client_id,
+                func.count().label("total"),
+                func.sum(case((live, 1), else_=0)).label("live"),
+                func.max(case((live, t.nodes.c.expires_at), else_=None)).label("longest"),
+                func.min(t.nodes.c.created_at).label("first"),
+                func.max(t.nodes.c.created_at).label("last"),
+            )
+            .join(tree, t.nodes.c.id == tree.c.id)
+            .group_by(t.nodes.c.kind, t.nodes.c.path_id, t.nodes.c.client_id)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def lineage_audit(
+        self,
+        node_id: str,
+        *,
+        client_id: str | None = None,
+        events: Sequence[str] = (),
+        since: float | None = None,
+        limit: int = 500,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Audit records about ``node_id``, its descendants (or ``client_id``), in order."""
+        tree = (
+            select(t.edges.c.child_id.label("id"))
+            .where(t.edges.c.parent_id == node_id)
+            .cte("tree", recursive=True)
+        )
+        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+        about = or_(t.audit.c.node_id == node_id, t.audit.c.node_id.in_(select(tree.c.id)))
+        if client_id is not None:
+            about = or_(about, t.audit.c.client_id == client_id)
+        q = select(t.audit).where(about)
+        if events:
+            exact = [e for e in events if not e.endswith(".")]
+            prefixes = [e for e in events if e.endswith(".")]
+            q = q.where(
+                or_(t.audit.c.event.in_(exact), *(t.audit.c.event.startswith(p) for p in prefixes))
+            )
+        if since is not None:
+            q = q.where(t.audit.c.at >= since)
+        order = t.audit.c.seq.desc() if newest_first else t.audit.c.seq
+        return [dict(r._mapping) for r in self.conn.execute(q.order_by(order).limit(limit))]
+
+    def lineage_audiences(self, node_id: str) -> dict[str, int]:
+        """Audiences of the tokens below ``node_id`` with their counts, streamed."""
+        tree = (
+            select(t.edges.c.child_id.label("id"))
+            .where(t.edges.c.parent_id == node_id)
+            .cte("tree", recursive=True)
+        )
+        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+        out: dict[str, int] = {}
+        result = self.conn.execution_options(stream_results=True, yield_per=5000).execute(
+            select(t.nodes.c.meta).join(tree, t.nodes.c.id == tree.c.id)
+        )
+        for (meta,) in result:
+            for aud in (meta or {}).get("aud", []):
+                out[aud] = out.get(aud, 0) + 1
+        return out
 
     # --- notification outbox --------------------------------------------------
 

@@ -176,6 +176,21 @@ outbox = Table(
     Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
 )
 
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("opened_at", Float, nullable=False),
+    Column("opened_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("contained_at", Float),
+    Column("closed_at", Float),
+    Column("nodes", JSON, nullable=False),
+)
+
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,

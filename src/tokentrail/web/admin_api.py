@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tokentrail.accountability import build_report
 from tokentrail.audit import Event
 from tokentrail.errors import Conflict, Forbidden, NotFound, RequestTooLarge
 from tokentrail.lineage import tree
@@ -40,10 +41,16 @@ class ClientIn(_Body):
     team: str
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["workload", "application"] = "workload"
-    auth: Literal["client_secret_basic", "client_secret_post", "private_key_jwt"] = (
-        "client_secret_basic"
-    )
+    auth: Literal[
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
+    ] = "client_secret_basic"
     jwks: dict[str, Any] | None = None
+    #: tls_client_auth (RFC 8705 §2.1.2): the certificate subject DN, RFC 4514.
+    tls_subject_dn: str | None = Field(default=None, max_length=2000)
     paths: list[str] = Field(default_factory=list)
     scopes: list[str] = Field(default_factory=list)
     audiences: list[str] = Field(default_factory=list)
@@ -51,6 +58,7 @@ class ClientIn(_Body):
 
 class RotateIn(_Body):
     jwks: dict[str, Any] | None = None
+    tls_subject_dn: str | None = Field(default=None, max_length=2000)
     grace_seconds: int | None = Field(default=None, ge=0)
 
 
@@ -168,6 +176,7 @@ def _create_client(s: Services, key: AdminKey, _r: Request, body: ClientIn) -> A
         scopes=body.scopes,
         audiences=body.audiences,
         actor=_actor(key),
+        tls_subject_dn=body.tls_subject_dn,
     )
     out = {"client_id": issued.client_id, "credential_id": issued.credential_id}
     if issued.client_secret is not None:
@@ -209,6 +218,7 @@ def _rotate(s: Services, key: AdminKey, request: Request, body: RotateIn) -> Any
         jwks=body.jwks,
         grace=float(s.settings.credential_grace_seconds if grace is None else grace),
         actor=_actor(key),
+        tls_subject_dn=body.tls_subject_dn,
     )
     out = {"client_id": issued.client_id, "credential_id": issued.credential_id}
     if issued.client_secret is not None:
@@ -296,6 +306,45 @@ def _team_of(s: Services, client_id: str | None) -> str | None:
     return client.team_id if client else None
 
 
+class IncidentIn(_Body):
+    reason: str = Field(min_length=1, max_length=2000)
+    credential: str | None = None
+    node: str | None = None
+    subject: str | None = None
+
+
+class IncidentNodeIn(_Body):
+    node: str = Field(min_length=1)
+
+
+def _open_incident(s: Services, key: AdminKey, _r: Request, body: IncidentIn) -> Any:
+    target = body.credential or body.node
+    if target is not None and "admin" not in key.roles:
+        with s.store.read() as tx:
+            node = tx.get_node(target)
+        if node is not None and node.team_id is not None:
+            _same_team(key, node.team_id)
+    inc = s.incidents.open(
+        credential=body.credential,
+        node=body.node,
+        subject=body.subject,
+        reason=body.reason,
+        actor=_actor(key),
+    )
+    return inc.as_dict()
+
+
+def _add_incident_node(s: Services, key: AdminKey, request: Request, body: IncidentNodeIn) -> Any:
+    return s.incidents.add(
+        request.path_params["incident_id"], body.node, actor=_actor(key)
+    ).as_dict()
+
+
+def _incident_report(s: Services, _k: AdminKey, request: Request, _b: None) -> Any:
+    incident = s.incidents.get(request.path_params["incident_id"])
+    return build_report(s.store, s.paths, incident)
+
+
 def admin_routes(services: Services) -> list[Route]:
     def r(
         path: str, method: str, roles: tuple[str, ...], model: type[_Body] | None, op: Op
@@ -310,6 +359,21 @@ def admin_routes(services: Services) -> list[Route]:
         r("/admin/clients/{client_id}/rotate", "POST", ("operator",), RotateIn, _rotate),
         r("/admin/issuers", "POST", ("admin",), IssuerIn, _trust),
         r("/admin/nodes/{node_id}/revoke", "POST", ("responder",), RevokeIn, _revoke),
+        r("/admin/incidents", "POST", ("responder",), IncidentIn, _open_incident),
+        r(
+            "/admin/incidents/{incident_id}/nodes",
+            "POST",
+            ("responder",),
+            IncidentNodeIn,
+            _add_incident_node,
+        ),
+        r(
+            "/admin/incidents/{incident_id}/report",
+            "GET",
+            ("viewer", "responder"),
+            None,
+            _incident_report,
+        ),
         r(
             "/admin/subjects/{subject}/sessions",
             "GET",
