@@ -21,20 +21,20 @@ import annotated_types
 from pydantic.fields import FieldInfo
 
 import tokentrail
+from tokentrail.cli import ENV_SETTINGS
 from tokentrail.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "configuration.md"
 _PACKAGE = Path(tokentrail.__file__).resolve().parent
 
-#: How each setting reaches a running installation from the command line.
-#: Settings not listed here are set only when building ``Settings`` in Python.
+#: Settings with command-line options of their own. Every other setting is read
+#: by every command from its environment variable (``tokentrail.cli.ENV_SETTINGS``).
 HOW_TO_SET: dict[str, str] = {
     "data_dir": "`--data DIR` on every command, or `TOKENTRAIL_DATA`",
     "db_url": "`--db URL` on every command, or `TOKENTRAIL_DB`",
     "paths_file": "`--paths FILE` on every command, or `TOKENTRAIL_PATHS`",
     "issuer": "`tokentrail serve --issuer URL`, or `TOKENTRAIL_ISSUER`",
-    "kek_file": "the key itself can be given as `TOKENTRAIL_KEK` (base64url, 32 bytes)",
     "mtls_ca_file": "`tokentrail serve --tls-client-ca FILE`, or `TOKENTRAIL_MTLS_CA_FILE`",
     "mtls_proxy_header": (
         "`tokentrail serve --mtls-proxy-header NAME`, or `TOKENTRAIL_MTLS_PROXY_HEADER`"
@@ -55,7 +55,9 @@ HEADER = """\
 Every setting of a tokentrail installation is a field of
 `tokentrail.config.Settings`, a frozen pydantic model: it is read once when the
 service or a CLI command starts and never changes while it runs. The CLI builds
-it from its options (`tokentrail serve --help`); code and tests build it directly:
+it from its options (`tokentrail serve --help`) and, for every setting without
+an option, from the environment variable `TOKENTRAIL_<SETTING NAME>`, e.g.
+`TOKENTRAIL_SIGNING_ALG=EdDSA make run`. Code and tests build it directly:
 
 ```python
 from tokentrail.config import Settings
@@ -101,6 +103,13 @@ def constraints(field: FieldInfo) -> str:
     return ", ".join(out)
 
 
+def how_from_environment(name: str) -> str:
+    how = f"`{ENV_SETTINGS[name]}` (every command)"
+    if name == "kek_file":
+        how += "; or the key itself in `TOKENTRAIL_KEK` (base64url, 32 bytes)"
+    return how
+
+
 def render() -> str:
     """The full text of docs/configuration.md."""
     rows = ["| Setting | Type | Default | From the command line |", "|---|---|---|---|"]
@@ -110,7 +119,7 @@ def render() -> str:
         limit = constraints(field)
         if limit:
             kind = f"{kind} ({limit})"
-        how = HOW_TO_SET.get(name, "Python only")
+        how = HOW_TO_SET.get(name) or how_from_environment(name)
         rows.append(f"| [`{name}`](#{name}) | {kind} | {default_text(field.default)} | {how} |")
         sections.append(f"## `{name}`\n\n{field.description or ''}\n")
         sections[-1] += f"\n- type: {kind}\n- default: {default_text(field.default)}\n"
