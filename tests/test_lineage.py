@@ -9,6 +9,7 @@ one second between issuances so the tree's order is deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from tokentrail.clock import FrozenClock
 from tokentrail.errors import NotFound
 from tokentrail.model import Node, NodeKind
 from tokentrail.oauth.grants.jwt_bearer import upstream_node_id
+from tokentrail.policy.paths import load_path_map
 from tokentrail.render import tree_json, tree_lines
 from tokentrail.services import Services
 from tokentrail.storage import tables as t
@@ -422,3 +424,30 @@ def test_tree_json_reports_revocation_and_dead_by(
     assert by_id[jti(world.e2)]["state"] == "dead"
     assert by_id[jti(world.e2)]["dead_by"] == jti(world.t1)
     assert "dead_by" not in by_id[jti(world.t2)]
+
+
+def test_rendering_under_a_map_without_the_path(
+    services: Services, world: World, tmp_path: Path
+) -> None:
+    """A node whose path the current map no longer declares shows its path id but no owners."""
+    other = tmp_path / "paths.yaml"
+    other.write_text(
+        "version: 1\n"
+        "teams: [{id: secops}]\n"
+        "paths:\n"
+        "  - id: only-path\n"
+        "    principal: workload\n"
+        "    grant: client_credentials\n"
+        "    inputs: [client_secret]\n"
+        "    output: access_token\n"
+        "    max_ttl: 5m\n"
+        "    owners: {credential_issuance: secops, authentication: secops,"
+        " recovery: secops, detection: secops}\n"
+    )
+    tree = _tree(services, world.frontend.credential_id)
+    paths = load_path_map(other)
+    lines = tree_lines(tree, paths)
+    assert "path=workload-client-credentials client=" in lines[1]
+    assert "owner=" not in lines[1]
+    out = tree_json(tree, paths)
+    assert all("owners" not in d for d in out["descendants"])
