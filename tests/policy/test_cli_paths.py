@@ -262,3 +262,10 @@ def test_graphviz_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     result = run("graph", EXAMPLES / "mesh.yaml", "--renderer", "graphviz")
     assert result.exit_code == 2
     assert "dot failed: broken" in result.stderr
+
+
+def test_artifact_uri_forms(tmp_path: Path) -> None:
+    """Relative paths stay relative; a map outside the working directory is a file URI."""
+    assert artifact_uri("deploy/paths.yaml") == "deploy/paths.yaml"
+    outside = Path("/") / "elsewhere" / "paths.yaml"
+    assert artifact_uri(str(outside)) == "file:///elsewhere/paths.yaml"

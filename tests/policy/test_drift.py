@@ -12,7 +12,7 @@ from tests.conftest import Factory
 from tokentrail.cli_paths import paths_app
 from tokentrail.clock import FrozenClock
 from tokentrail.config import BUNDLED_PATHS
-from tokentrail.model import Node, NodeKind
+from tokentrail.model import AuthMethod, Client, ClientKind, Node, NodeKind
 from tokentrail.policy.drift import DriftReport, drift
 from tokentrail.policy.paths import PathMap, load_path_map
 from tokentrail.services import Services
@@ -198,3 +198,25 @@ def test_drift_cli_bad_window(tmp_path: Path) -> None:
     result = CliRunner().invoke(paths_app, ["drift", "--unused-after", "soon"])
     assert result.exit_code == 2
     assert "--unused-after" in result.stderr
+
+
+def test_disabled_clients_are_not_offboarding_candidates(
+    services: Services, clock: FrozenClock
+) -> None:
+    """A client already disabled is not reported as unused."""
+    client = Client(
+        id="cl_disabled",
+        team_id="t",
+        name="old",
+        kind=ClientKind.WORKLOAD,
+        auth_method=AuthMethod.CLIENT_SECRET_BASIC,
+        paths=(),
+        scopes=(),
+        audiences=(),
+        created_at=clock.now(),
+        disabled_at=clock.now(),
+    )
+    with services.store.write() as tx:
+        tx.insert_client(client)
+    report = drift(bundled(), services.store, now=clock.now() + 100 * DAY)
+    assert kinds(report, "client:cl_disabled") == set()

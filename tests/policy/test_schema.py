@@ -16,9 +16,11 @@ from tokentrail.model import CredentialKind
 from tokentrail.policy.paths import (
     UNLIMITED,
     AssuranceLevel,
+    DetectionKind,
     ExtraInput,
     Function,
     Grant,
+    Response,
     format_duration,
     load_path_map,
     parse_lifetime,
@@ -406,3 +408,17 @@ def test_example_maps_load_for_serving() -> None:
     """The realistic examples are maps `tokentrail serve` accepts."""
     for name in ("mesh.yaml", "customer-portal.yaml", "ci-cd.yaml"):
         assert load_path_map(EXAMPLES / name).paths
+
+
+def test_detection_response_lookup(tmp_path: Path) -> None:
+    """A path's declared response to a detection kind is readable by kind."""
+    p = load(tmp_path, clean()).paths[0]
+    assert p.detection.response(DetectionKind.BINDING_MISMATCH) is Response.REVOKE_FAMILY
+    assert p.detection.response(DetectionKind.REFRESH_REUSE) is None
+
+
+def test_explicitly_non_static_secret(tmp_path: Path) -> None:
+    """`static: false` overrides the type's default."""
+    data = clean()
+    data["credential_kinds"][0]["static"] = False
+    assert not load(tmp_path, data).credential_kinds["svc-key"].is_static

@@ -46,9 +46,6 @@ class Report:
         c = Counter(f.severity.value for f in self.findings)
         return {s.value: c.get(s.value, 0) for s in Severity}
 
-    def worst(self) -> Severity | None:
-        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
-
     def fails(self, threshold: Severity | None) -> bool:
         """Whether any finding is at or above ``threshold`` (None: never)."""
         if threshold is None:
@@ -249,9 +246,9 @@ class _Checks:
                 admin[0],
             )
         rec = p.recovery
-        if not p.is_recovery:
+        if rec is None:  # the loader insists that a recovery grant path declares one
             return
-        if rec is not None and rec.delivery == "support":
+        if rec.delivery == "support":
             yield finding(
                 "TT-REC-001",
                 "the recovery grant goes to the support engineer, not the subject",
@@ -264,8 +261,6 @@ class _Checks:
                 "recovery path takes inputs other than a recovery grant redeemed by the subject",
                 "inputs",
             )
-        if rec is None:
-            return
         if not rec.proofing:
             yield finding(
                 "TT-REC-002", "recovery without any identity-proofing step", "recovery", "proofing"

@@ -717,13 +717,6 @@ class PathMap:
     def mark(self, loc: Loc) -> Mark:
         return self.source.mark(loc) if self.source else Mark(1, 1)
 
-    def path_loc(self, path_id: str, *keys: str | int) -> Loc:
-        """Location of ``paths[i].<keys>`` for a path id."""
-        for i, p in enumerate(self.spec.paths):
-            if p.id == path_id:
-                return ("paths", i, *keys)
-        return ("paths",)
-
 
 def load_path_map(path: Path, *, analysis: bool = False) -> PathMap:
     """Read and validate a path map; errors name file, line and column."""
