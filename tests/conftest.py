@@ -2,13 +2,14 @@
 services on a frozen clock, an in-process HTTP client, and factories.
 
 PostgreSQL runs whenever ``TOKENTRAIL_TEST_POSTGRES_URL`` is set (``.ci/run``
-sets it); each test gets its own schema, dropped afterwards.
+sets it); the session migrates one schema and each test starts on it emptied.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from tokentrail.clock import FrozenClock
 from tokentrail.config import Settings
 from tokentrail.model import AuthMethod, ClientKind
 from tokentrail.services import Services, build_services
+from tokentrail.storage.store import Store
+from tokentrail.storage.tables import metadata
 from tokentrail.web.app import create_app
 
 PG_URL = os.environ.get("TOKENTRAIL_TEST_POSTGRES_URL")
@@ -34,27 +37,62 @@ NO_PG = "PostgreSQL tests need TOKENTRAIL_TEST_POSTGRES_URL (set by .ci/run)"
 def _pg_schema_url(schema: str) -> str:
     assert PG_URL is not None
     sep = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    # Tests need no durability across power loss: skip the commit flush on the server.
+    options = f"-csearch_path={schema} -csynchronous_commit=off"
+    return f"{PG_URL}{sep}options={quote(options)}"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """None for SQLite in the data folder, or a PostgreSQL URL on a fresh schema."""
-    if request.param == "sqlite":
-        yield None
-        return
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite database, copied into each test's data folder."""
+    path = tmp_path_factory.mktemp("template") / "tokentrail.db"
+    Store.open(f"sqlite:///{path}").close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_schema() -> Iterator[str]:
+    """One migrated PostgreSQL schema for the session; tests truncate it before use."""
     if not PG_URL:
         pytest.skip(NO_PG)
     schema = f"t_{secrets.token_hex(6)}"
     admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = _pg_schema_url(schema)
+    Store.open(url).close()
     try:
-        yield _pg_schema_url(schema)
+        yield url
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None for SQLite in the data folder, or a PostgreSQL URL on an emptied schema.
+
+    Both start from a database migrated once per session: SQLite copies the
+    template file, PostgreSQL truncates every table (faster than migrating).
+    """
+    if request.param == "sqlite":
+        data = tmp_path / "data"
+        data.mkdir()
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), data / "tokentrail.db")
+        yield None
+        return
+    if not PG_URL:
+        pytest.skip(NO_PG)
+    url = request.getfixturevalue("_pg_schema")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            names = [t.name for t in metadata.sorted_tables]
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
+    finally:
+        engine.dispose()
+    yield url
 
 
 @pytest.fixture
@@ -64,7 +102,11 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str | None) -> Settings:
-    return Settings(data_dir=tmp_path / "data", db_url=db_url, issuer=ISSUER)
+    # NORMAL still survives a crashed process (the crash tests kill one); FULL's
+    # flush per commit only guards against power loss and slows the suite a lot.
+    return Settings(
+        data_dir=tmp_path / "data", db_url=db_url, issuer=ISSUER, sqlite_synchronous="NORMAL"
+    )
 
 
 @pytest.fixture

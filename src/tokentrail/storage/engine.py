@@ -8,6 +8,7 @@ PostgreSQL goes through psycopg 3 with a connection pool.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def _alembic_config() -> Config:
     return cfg
 
 
+@functools.cache
 def head_revision() -> str:
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
