@@ -110,6 +110,7 @@ revocations = Table(
     Column("actor", Text, nullable=False),
     Column("revoked_at", Float, nullable=False),
     Column("matters_until", Float, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 seen_jtis = Table(
@@ -199,4 +200,61 @@ audit_checkpoints = Table(
     Column("at", Float, nullable=False),
     Column("kid", String(64), nullable=False),
     Column("signature", Text, nullable=False),
+)
+
+#: Where a subject receives recovery codes, grants and notifications (issue 5).
+subject_channels = Table(
+    "subject_channels",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("removed_at", Float),
+    Index("ix_subject_channels_subject", "subject"),
+)
+
+#: Help-desk recovery requests (see :mod:`tokentrail.recovery`); codes and grants as hashes.
+recovery_requests = Table(
+    "recovery_requests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("path_id", String(128), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("team_id", String(128), nullable=False),
+    Column("requester", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("proofing", JSON, nullable=False),
+    Column("code_hash", String(64)),
+    Column("code_expires_at", Float),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("codes_sent", Integer, nullable=False, server_default="0"),
+    Column("dpop_jkt", String(128)),
+    Column("approvals", JSON, nullable=False),
+    Column("grant_hash", String(64), unique=True),
+    Column("granted_at", Float),
+    Column("redeemed_at", Float),
+    Column("session_id", String(64)),
+    Column("closed_by", Text),
+    Column("close_reason", Text),
+    Index("ix_recovery_requests_subject", "subject", "path_id", "created_at"),
+    Index("ix_recovery_requests_path", "path_id", "created_at"),
+)
+
+#: Recovery switched off, globally (scope ``*``) or per path, until unfrozen.
+recovery_freezes = Table(
+    "recovery_freezes",
+    metadata,
+    Column("scope", String(128), primary_key=True),
+    Column("frozen_at", Float, nullable=False),
+    Column("frozen_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
 )
