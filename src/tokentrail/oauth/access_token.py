@@ -20,8 +20,10 @@ the required claims are present. The audience check is the resource server's
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from tokentrail import crypto
 from tokentrail.clock import Clock
 from tokentrail.errors import InvalidToken
 from tokentrail.keys import KeyRing
@@ -60,8 +62,12 @@ class AccessTokens:
         try:
             claims = self._keys.verifier().verify(token)
         except InvalidToken:
-            # Perhaps another node rotated keys since we loaded them.
-            self._keys.refresh()
+            # Perhaps another node rotated keys since we loaded them: a kid we do not
+            # know is worth one fresh read of the key table, whatever the cache age.
+            kid = _header_kid(token)
+            if kid is None or kid in self._keys.verifier().kids():
+                raise
+            self._keys.refresh(force=True)
             claims = self._keys.verifier().verify(token)
         if claims.get("iss") != self._issuer:
             raise InvalidToken("wrong issuer")
@@ -80,6 +86,16 @@ class AccessTokens:
 def lineage(claims: dict[str, Any]) -> list[str]:
     """The ids whose revocation kills the token: its ``jti`` and ``tt_anc``."""
     return [claims["jti"], *(a for a in claims["tt_anc"] if isinstance(a, str))]
+
+
+def _header_kid(token: str) -> str | None:
+    """The ``kid`` of a compact JWS header, or None when there is no readable one."""
+    try:
+        header = json.loads(crypto.b64url_decode(token.split(".", 1)[0]))
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
 
 
 def looks_like_jwt(token: str) -> bool:

@@ -27,7 +27,7 @@ def server_metadata(issuer: str, grant_types: list[str], signing_alg: str) -> di
     auth_algs = list(ASSERTION_ALGORITHMS)
     # Introspection refuses public clients (RFC 7662 §2.1), so it does not advertise "none".
     confidential = [m for m in SUPPORTED_METHODS if m != "none"]
-    return {
+    metadata: dict[str, Any] = {
         "issuer": issuer,
         "token_endpoint": f"{issuer}/oauth/token",
         "jwks_uri": f"{issuer}/jwks.json",
@@ -44,3 +44,5 @@ def server_metadata(issuer: str, grant_types: list[str], signing_alg: str) -> di
         # RFC 8705 §3.3: tokens issued to mTLS-authenticated clients carry cnf.x5t#S256.
         "tls_client_certificate_bound_access_tokens": True,
     }
+    # RFC 8414 §2: "Claims with zero elements MUST be omitted from the response."
+    return {k: v for k, v in metadata.items() if v != []}

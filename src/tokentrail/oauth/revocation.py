@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from tokentrail import crypto
-from tokentrail.errors import InvalidToken, TemporarilyUnavailable
+from tokentrail.errors import InvalidToken, NotFound, TemporarilyUnavailable
 from tokentrail.lineage import revoke
 from tokentrail.model import NodeKind
 from tokentrail.oauth.access_token import looks_like_jwt
@@ -45,6 +45,9 @@ class RevocationEndpoint:
                     now=now,
                     horizon=self._a.horizon,
                 )
+        except NotFound:
+            # Signed by us but its node is gone (compacted after expiry): §2.2, unknown is 200.
+            return
         except SQLAlchemyError as exc:
             raise TemporarilyUnavailable("revocation could not be recorded; retry") from exc
 
