@@ -263,7 +263,7 @@ class TokenVerifier:
             return found
         try:
             header = json.loads(b64url_decode(header_b64))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             raise InvalidToken("header is not base64url JSON") from exc
         if not isinstance(header, dict) or header.get("typ") != self._typ or "crit" in header:
             raise InvalidToken("unexpected JOSE header")
@@ -359,7 +359,7 @@ def verify_foreign_jwt(token: str, jwks: dict[str, Any]) -> tuple[dict[str, Any]
     try:
         keys = KeySet.import_key_set(cast(Any, jwks))
         decoded = _jwt.decode(token, keys, algorithms=list(ASSERTION_ALGORITHMS))
-    except (JoseError, ValueError, TypeError, KeyError, UnicodeError) as exc:
+    except (JoseError, ValueError, TypeError, KeyError, UnicodeError, RecursionError) as exc:
         raise InvalidToken(f"assertion signature: {type(exc).__name__}") from exc
     return dict(decoded.header), dict(decoded.claims)
 
@@ -407,7 +407,7 @@ class EmbeddedKeyVerifier:
             return cached
         try:
             header = json.loads(b64url_decode(header_b64))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             raise EmbeddedKeyError("header is not base64url JSON") from exc
         if not isinstance(header, dict):
             raise EmbeddedKeyError("header is not a JSON object")

@@ -158,9 +158,10 @@ class JwtBearerGrant:
         try:
             unverified = json.loads(crypto.b64url_decode(assertion.split(".")[1]))
             issuer = unverified["iss"]
-        except (IndexError, ValueError, KeyError, TypeError) as exc:
+        except (IndexError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise InvalidGrant("assertion is not a JWT with an iss claim") from exc
-        if not isinstance(issuer, str):
+        # Printable only: a NUL would reach the database (PostgreSQL rejects it in text).
+        if not isinstance(issuer, str) or not issuer.isprintable():
             raise InvalidGrant("assertion iss must be a string")
         with self._a.store.read() as tx:
             trusted = tx.get_issuer(issuer)
