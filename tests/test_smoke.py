@@ -13,7 +13,8 @@ def test_client_credentials_then_introspect_then_revoke_credential(
     """Revoking a credential makes every token minted from it inactive."""
     worker = make.client()
     gateway = make.client(paths=[])
-    assert worker.secret and gateway.secret
+    assert worker.secret
+    assert gateway.secret
     r = http.post(
         "/oauth/token",
         data={"grant_type": "client_credentials", "scope": "read"},
@@ -21,9 +22,13 @@ def test_client_credentials_then_introspect_then_revoke_credential(
     )
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
-    intro = http.post("/oauth/introspect", data={"token": token}, auth=(gateway.client_id, gateway.secret))
+    intro = http.post(
+        "/oauth/introspect", data={"token": token}, auth=(gateway.client_id, gateway.secret)
+    )
     assert intro.json()["active"] is True
     assert intro.json()["tt_anc"] == [worker.credential_id]
     make.services.admin.revoke(worker.credential_id, reason="leaked", actor="test")
-    intro = http.post("/oauth/introspect", data={"token": token}, auth=(gateway.client_id, gateway.secret))
+    intro = http.post(
+        "/oauth/introspect", data={"token": token}, auth=(gateway.client_id, gateway.secret)
+    )
     assert intro.json() == {"active": False}
