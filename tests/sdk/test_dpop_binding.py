@@ -311,3 +311,21 @@ class TestCertificateBinding:
         """A cnf that is not an object is malformed."""
         with pytest.raises(MalformedToken):
             verifier.verify(resign(services, bearer.token, cnf=["x"]))
+
+
+class TestDeeplyNested:
+    def test_nested_proof_payload(self, verifier: Verifier, bound: Minted) -> None:
+        """A proof whose signed payload is JSON nested too deep is refused cleanly."""
+        from joserfc import jws
+
+        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": bound.key.as_dict(private=False)}
+        payload = ("[" * 2000 + "]" * 2000).encode()
+        p = jws.serialize_compact(header, payload, bound.key, algorithms=["ES256"])
+        with pytest.raises(InvalidProof, match="nested"):
+            _present(verifier, bound, p)
+
+    def test_nested_token_header(self, verifier: Verifier) -> None:
+        """A token whose header is JSON nested too deep is malformed, not a crash."""
+        deep = crypto.b64url(("[" * 3000 + "]" * 3000).encode())
+        with pytest.raises(MalformedToken):
+            verifier.verify(f"{deep}.e30.c2ln")

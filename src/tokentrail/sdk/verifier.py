@@ -228,7 +228,7 @@ class ReplayCache:
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(crypto.b64url_decode(segment))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise MalformedToken(f"the {what} is not base64url JSON") from exc
     if not isinstance(value, dict):
         raise MalformedToken(f"the {what} is not a JSON object")
@@ -498,6 +498,8 @@ class Verifier:
                     _header, pc, proof_jkt = self._proofs.verify(proof)
                 except InvalidToken as exc:
                     raise InvalidProof(f"invalid DPoP proof: {exc.detail}") from exc
+                except RecursionError as exc:  # the client signs what it likes
+                    raise InvalidProof("invalid DPoP proof: JSON nested too deep") from exc
                 proof_jti = pc.get("jti")
                 proof_iat: Any = pc.get("iat")
                 if type(proof_jti) is not str or not 16 <= len(proof_jti) <= 256:
