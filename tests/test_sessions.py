@@ -269,3 +269,97 @@ class TestAdminAndCli:
         assert r.exit_code == 1
         r = runner.invoke(cli_app, ["session", "end-all", "alice", *common])
         assert "ended 1 session" in r.stdout
+
+
+AAL_MAP = """
+version: 1
+teams:
+  - id: app-team
+  - id: secops
+paths:
+  - id: strong-login
+    principal: human
+    grant: jwt_bearer
+    inputs: [upstream_assertion]
+    output: session
+    max_ttl: 5m
+    assurance_level: AAL2
+    binding: none
+    refresh: {rotation: true, absolute_lifetime: 12h}
+    session: {networks: ["10.0.0.0/8", "2001:db8::/32"]}
+    owners:
+      credential_issuance: app-team
+      authentication: app-team
+      recovery: app-team
+      detection: secops
+"""
+
+
+class TestAssuranceAndNetworks:
+    @pytest.fixture
+    def strong(self, tmp_path: Any, db_url: str | None, clock: FrozenClock) -> Any:
+        from tokentrail.config import Settings
+        from tokentrail.services import build_services
+        from tokentrail.web.app import create_app
+
+        paths = tmp_path / "paths.yaml"
+        paths.write_text(AAL_MAP)
+        services = build_services(
+            Settings(data_dir=tmp_path / "data", db_url=db_url, issuer=ISSUER, paths_file=paths),
+            clock=clock,
+        )
+        make = Factory(services)
+        make.team("app-team")
+        portal = make.client(paths=["strong-login"], team="app-team")
+        idp = Upstream(services, clock)
+        inside = TestClient(create_app(services), base_url=ISSUER, client=("10.1.2.3", 5000))
+        outside = TestClient(create_app(services), base_url=ISSUER, client=("192.0.2.9", 5000))
+        yield services, portal, idp, inside, outside
+        services.close()
+
+    def _login(self, http: TestClient, portal: Any, assertion: str) -> Any:
+        return http.post(
+            "/oauth/token",
+            data={"grant_type": JWT_BEARER, "assertion": assertion},
+            auth=(portal.client_id, portal.secret),
+        )
+
+    def test_limits_default_from_aal(self, strong: Any) -> None:
+        """AAL2 without declared session limits: min(24 h, refresh 12 h) and 1 h idle."""
+        services, portal, idp, inside, _ = strong
+        r = self._login(inside, portal, idp.assertion("alice", acr="aal2"))
+        assert r.status_code == 200, r.text
+        (s,) = services.sessions.live("alice")
+        assert s.expires_at is not None
+        assert s.expires_at - s.created_at == 12 * 3600
+        claims = services.authority.tokens.verify(r.json()["access_token"])
+        with services.store.read() as tx:
+            rt = tx.get_node(claims["tt_anc"][0])
+        assert rt is not None
+        assert rt.expires_at == rt.created_at + 3600
+
+    def test_assertion_below_required_aal_refused(self, strong: Any) -> None:
+        """An assertion proving AAL1 cannot open an AAL2 session."""
+        _, portal, idp, inside, _ = strong
+        r = self._login(inside, portal, idp.assertion("alice"))
+        assert r.json()["error"] == "invalid_grant"
+        assert "AAL2" in r.json()["error_description"]
+
+    def test_network_binding(self, strong: Any) -> None:
+        """Sessions are created and refreshed only from the declared networks."""
+        _, portal, idp, inside, outside = strong
+        r = self._login(outside, portal, idp.assertion("bob", acr="aal2"))
+        assert "network" in r.json()["error_description"]
+        tokens = self._login(inside, portal, idp.assertion("bob", acr="aal2")).json()
+        r = outside.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            auth=(portal.client_id, portal.secret),
+        )
+        assert "network" in r.json()["error_description"]
+        r = inside.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            auth=(portal.client_id, portal.secret),
+        )
+        assert r.status_code == 200

@@ -14,6 +14,7 @@ long (SP 800-63B-4 §2.x.3 and STANDARDS.md §4.1 give the limits per AAL).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from tokentrail.clock import Clock
 from tokentrail.errors import NotFound
 from tokentrail.lineage import revoke
 from tokentrail.model import Node, NodeKind
+from tokentrail.policy.paths import PathSpec
 from tokentrail.storage.store import Store
 
 
@@ -111,3 +113,46 @@ class Sessions:
                 if revoke(tx, s.id, reason=reason, actor=actor, now=now, horizon=self._horizon):
                     ended += 1
         return ended
+
+
+def session_limits(path: PathSpec) -> tuple[int, int | None]:
+    """(absolute lifetime, idle timeout) in seconds for sessions minted on ``path``.
+
+    The session lives until the earliest of its declared ``session.absolute_lifetime``
+    (by default the SP 800-63B-4 limit of the path's assurance level, STANDARDS.md
+    §4.1: AAL1 30 days, AAL2 24 h, AAL3 12 h) and its refresh family's
+    ``absolute_lifetime``; a path with neither lives as long as one access token.
+    The idle timeout is the declared one (session, then refresh), else the level's
+    (AAL2 1 h, AAL3 15 min, none at AAL1).
+    """
+    level = path.assurance_level
+    declared = path.session.absolute_lifetime if path.session else None
+    limits = [
+        x
+        for x in (
+            declared or (level.absolute_limit if level else None),
+            path.refresh.absolute_lifetime if path.refresh else None,
+        )
+        if x is not None
+    ]
+    absolute = min(limits) if limits else path.max_ttl
+    idle = (
+        (path.session.idle_timeout if path.session else None)
+        or (path.refresh.idle_timeout if path.refresh else None)
+        or (level.idle_limit if level else None)
+    )
+    return absolute, idle
+
+
+def network_allowed(path: PathSpec, client_ip: str | None) -> bool:
+    """Whether a session on ``path`` may be created or refreshed from ``client_ip``."""
+    networks = path.session.networks if path.session else None
+    if not networks:
+        return True
+    if client_ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)

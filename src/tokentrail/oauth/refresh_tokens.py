@@ -11,6 +11,7 @@ from __future__ import annotations
 from tokentrail import crypto, ids
 from tokentrail.model import Client, Node, NodeKind
 from tokentrail.policy.paths import PathSpec
+from tokentrail.sessions import session_limits
 from tokentrail.storage.store import Tx
 
 PREFIX = "ttr"
@@ -22,8 +23,9 @@ def mint_refresh_token(
     """Create the next refresh token of ``session``'s family; returns (secret, node)."""
     assert path.refresh is not None
     expires = session.expires_at if session.expires_at is not None else now
-    if path.refresh.idle_timeout is not None:
-        expires = min(expires, now + path.refresh.idle_timeout)
+    _absolute, idle = session_limits(path)
+    if idle is not None:
+        expires = min(expires, now + idle)
     secret = ids.new_secret(PREFIX)
     node = Node(
         id=ids.new_id("rt"),

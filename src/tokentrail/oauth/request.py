@@ -26,6 +26,8 @@ class OAuthRequest:
     url: str = ""
     #: PEM client certificate of the TLS connection (direct or via a trusted proxy).
     client_cert: str | None = None
+    #: The peer address of the connection.
+    client_ip: str | None = None
 
     @classmethod
     def parse(
@@ -37,6 +39,7 @@ class OAuthRequest:
         dpop: list[str] | None = None,
         url: str = "",
         client_cert: str | None = None,
+        client_ip: str | None = None,
     ) -> OAuthRequest:
         media = (content_type or "").split(";", 1)[0].strip().lower()
         if media != FORM_TYPE:
@@ -64,6 +67,7 @@ class OAuthRequest:
             dpop=dpop[0] if dpop else None,
             url=url,
             client_cert=client_cert,
+            client_ip=client_ip,
         )
 
     def get(self, name: str) -> str | None:

@@ -64,6 +64,7 @@ def oauth_endpoint(
                 dpop=request.headers.getlist("dpop") or None,
                 url=issuer + request.url.path,
                 client_cert=client_cert(request) if client_cert is not None else None,
+                client_ip=request.client.host if request.client else None,
             )
             result = await run_in_threadpool(handler, req)
         except OAuthError as exc:

@@ -28,6 +28,7 @@ from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import Grant
+from tokentrail.sessions import network_allowed, session_limits
 from tokentrail.upstream import REFETCH_INTERVAL, claimed_aal, fetch_jwks
 
 
@@ -67,7 +68,15 @@ class JwtBearerGrant:
         now = a.clock.now()
         trusted, claims = self._verify(assertion, now)
         issuer = trusted.issuer
+        if not network_allowed(path, req.client_ip):
+            raise InvalidGrant(f"path {path.id} does not allow sessions from this network")
         aal = min(claimed_aal(claims), trusted.max_aal)
+        required = path.assurance_level
+        if required is not None and aal < int(required.value[-1]):
+            # SP 800-63B-4 §5.1: a session is never considered higher than its authentication.
+            raise InvalidGrant(
+                f"path {path.id} requires {required.value}; the assertion proves AAL{aal}"
+            )
         with a.store.write() as tx:
             # RFC 7523 §3 (7): an assertion is good for one use.
             key = crypto.hash_secret(f"assertion\x00{issuer}\x00{claims['jti']}")
@@ -96,7 +105,7 @@ class JwtBearerGrant:
             if not tx.insert_node_if_absent(upstream) and tx.first_revoked([upstream.id]):
                 # Fail closed: a session under a revoked login would be dead on arrival.
                 raise InvalidGrant("the upstream login of this subject has been revoked")
-            lifetime = path.refresh.absolute_lifetime if path.refresh else path.max_ttl
+            lifetime, _idle = session_limits(path)
             session = Node(
                 id=ids.new_id("ses"),
                 kind=NodeKind.SESSION,

@@ -23,6 +23,7 @@ from tokentrail.oauth.dpop import InvalidDPoPProof
 from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import DetectionKind
+from tokentrail.sessions import network_allowed
 
 
 class _PathGone(Exception):
@@ -79,6 +80,8 @@ class RefreshTokenGrant:
                 raise _PathGone(node.path_id)
             if path.refresh is None:
                 raise InvalidGrant(f"path {path.id} no longer allows refresh")
+            if not network_allowed(path, req.client_ip):
+                raise InvalidGrant(f"path {path.id} does not allow sessions from this network")
             session = tx.get_node(node.parents[0])
             assert session is not None
             # RFC 9449 §5: a session bound to a key refreshes only with that key.
