@@ -37,6 +37,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -415,6 +416,9 @@ class SessionPolicy(_Strict):
     assurance level (AAL1 30d, AAL2 24h, AAL3 12h)."""
     idle_timeout: Duration | None = None
     """Inactivity timeout. Default: AAL2 1h, AAL3 15m; none at AAL1."""
+    networks: list[IPvAnyNetwork] | None = None
+    """Client network ranges (CIDR) the session may be created and refreshed from; any
+    other address is refused. Unset: no network restriction."""
 
 
 class StepUp(_Strict):
