@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from tests.conftest import Factory, Registered
 from tests.oauth.helpers import get_token
+from tokentrail.storage.store import Tx
 
 ENDPOINTS = ["/oauth/token", "/oauth/introspect", "/oauth/revoke"]
 FORM = "application/x-www-form-urlencoded"
@@ -368,3 +370,37 @@ def test_deeply_nested_dpop_header_is_a_client_error(http: TestClient, reg: Regi
     )
     assert r.status_code == 400, r.text
     assert r.json()["error"] in ("invalid_dpop_proof", "invalid_request")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_storage_outage_is_503_with_retry_after(
+    http: TestClient, reg: Registered, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the database fails, every endpoint answers 503 temporarily_unavailable, retryable."""
+    assert reg.secret
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise OperationalError("SELECT ...", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(Tx, "get_client", down)
+    r = http.post(endpoint, data=_valid_form(endpoint), auth=(reg.client_id, reg.secret))
+    body = _assert_error(r, 503, "temporarily_unavailable")
+    assert r.headers["retry-after"] == "1"
+    assert "connection refused" not in body.get("error_description", "")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_internal_failure_is_a_json_500_without_details(
+    http: TestClient, reg: Registered, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception still answers a JSON server_error and leaks nothing."""
+    assert reg.secret
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(Tx, "get_client", broken)
+    r = http.post(endpoint, data=_valid_form(endpoint), auth=(reg.client_id, reg.secret))
+    body = _assert_error(r, 500, "server_error")
+    assert "internals" not in r.text
+    assert body["error_description"] == "internal error"

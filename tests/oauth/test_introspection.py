@@ -321,3 +321,39 @@ def test_deeply_nested_json_token_is_inactive(
     parts = get_token(http, worker).split(".")
     parts[part] = b64(b"[" * 1500 + b"]" * 1500)
     assert introspect(http, gateway, ".".join(parts)) == INACTIVE
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"iss": "https://elsewhere.example"},
+        {"client_id": None},
+        {"tt_anc": None},
+        {"exp": "soon"},
+        {"exp": True},
+        {"tt_anc": "cred_x"},
+        {"jti": 12},
+    ],
+    ids=["wrong-iss", "no-client-id", "no-tt-anc", "str-exp", "bool-exp", "str-tt-anc", "int-jti"],
+)
+def test_our_signature_on_bad_claims_is_inactive(
+    http: TestClient,
+    worker: Registered,
+    gateway: Registered,
+    services: Services,
+    change: dict[str, object],
+) -> None:
+    """A token signed with our key but with a wrong issuer or malformed claims is inactive."""
+    claims = claims_of(get_token(http, worker))
+    claims.update(change)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    token = services.keys.signer().sign(claims)
+    assert introspect(http, gateway, token) == INACTIVE
+
+
+def test_oversized_jwt_is_inactive(
+    http: TestClient, worker: Registered, gateway: Registered
+) -> None:
+    """A JWT-shaped token over 8 KiB is inactive without being verified."""
+    h, p, s = get_token(http, worker).split(".")
+    assert introspect(http, gateway, f"{h}.{p}{'A' * 8200}.{s}") == INACTIVE
