@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,6 +28,7 @@ from typer.testing import CliRunner
 from tests.conftest import ISSUER, Factory, Registered
 from tests.oauth.certs import Cert, issue, make_ca, self_signed
 from tests.oauth.helpers import audit, claims_of
+from tokentrail import crypto
 from tokentrail.audit import Event
 from tokentrail.cli import app as cli_app
 from tokentrail.clock import FrozenClock
@@ -1044,3 +1047,233 @@ class TestServerOptions:
             assert "not requested" in notices[0]
         finally:
             s.close()
+
+
+# --- certificate helpers (crypto.py) ----------------------------------------------------
+
+
+class TestCertificateHelpers:
+    @pytest.mark.parametrize(
+        ("typed", "canonical"),
+        [
+            ("cn = svc-a , o = Acme", "CN=svc-a,O=Acme"),
+            ("CN=a\\, b,O=Acme", "CN=a\\, b,O=Acme"),
+            ("CN=a\\ ,O=Acme", "CN=a\\ ,O=Acme"),
+            ("CN=a+UID=7,O=Acme", "CN=a+UID=7,O=Acme"),
+        ],
+    )
+    def test_dn_normalisation(self, typed: str, canonical: str) -> None:
+        """Type case and unescaped spaces are normalised; escapes and multi-valued RDNs kept."""
+        assert crypto.normalize_dn(typed) == canonical
+
+    def test_empty_dn_is_refused(self) -> None:
+        """An empty subject DN is refused."""
+        with pytest.raises(ValueError, match="empty"):
+            crypto.normalize_dn("")
+
+    def test_empty_trust_bundle_is_refused(self) -> None:
+        """A trust store needs at least one anchor."""
+        with pytest.raises(ValueError, match="no certificate"):
+            crypto.ClientCertificateTrust([])
+
+    @pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+    def test_x5c_jwks_with_other_key_types(self, kind: str, clock: FrozenClock) -> None:
+        """Self-signed registrations accept RSA and Ed25519 certificates too."""
+        jwks = _other_key_jwks(kind, clock.now())
+        assert crypto.parse_certificate_jwks(jwks)["keys"][0]["x5c"] == jwks["keys"][0]["x5c"]
+
+    def test_x5c_certificate_with_unsupported_key_is_refused(self, clock: FrozenClock) -> None:
+        """A certificate whose key type has no JWK form (DSA) is refused."""
+        jwks = _other_key_jwks("dsa", clock.now())
+        with pytest.raises(ValueError, match="not supported"):
+            crypto.parse_certificate_jwks(jwks)
+
+    def test_x5c_entry_must_be_string(self, clock: FrozenClock) -> None:
+        """An x5c entry that is not a string is refused."""
+        jwks = self_signed("d", clock.now()).jwks()
+        jwks["keys"][0]["x5c"] = [17]
+        with pytest.raises(ValueError, match="x5c"):
+            crypto.parse_certificate_jwks(jwks)
+
+    def test_registered_certificates_skip_undecodable(self, clock: FrozenClock) -> None:
+        """Stored entries that do not decode are skipped rather than failing authentication."""
+        good = self_signed("d", clock.now())
+        jwks = {"keys": [{"x5c": ["%%%"]}, {"x5c": [17]}, {"kty": "EC"}, *good.jwks()["keys"]]}
+        assert crypto.registered_certificates(jwks) == [good.der]
+
+    def test_self_signed_matcher_skips_other_credentials(self, clock: FrozenClock) -> None:
+        """Only self-signed credentials are compared with the certificate."""
+        cert = self_signed("d", clock.now())
+        client = _client(AuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH)
+        other = Credential("cred_a", "cl_x", CredentialKind.TLS_CLIENT_AUTH, None, None, 0, DN)
+        mine = Credential(
+            "cred_b", "cl_x", CredentialKind.SELF_SIGNED_TLS_CLIENT_AUTH, None, cert.jwks(), 0
+        )
+        assert CertificateAuthority(clock).match(client, [other, mine], cert.pem) is mine
+
+
+def _client(method: AuthMethod) -> Client:
+    return Client(
+        id="cl_x",
+        team_id="t",
+        name="x",
+        kind=ClientKind.WORKLOAD,
+        auth_method=method,
+        paths=(),
+        scopes=(),
+        audiences=(),
+        created_at=0,
+    )
+
+
+def _other_key_jwks(kind: str, now: float) -> dict[str, Any]:
+    """A JWKS with a self-signed certificate over an RSA, Ed25519 or DSA key."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, rsa
+    from cryptography.x509.oid import NameOID
+
+    key: Any
+    algorithm: Any = hashes.SHA256()
+    if kind == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif kind == "ed25519":
+        key, algorithm = ed25519.Ed25519PrivateKey.generate(), None
+    else:
+        key = dsa.generate_private_key(key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kind)])
+    start = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=1))
+        .sign(key, algorithm)
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    if kind == "dsa":  # no JWK form: borrow an EC key to get past JWKS parsing
+        jwk = self_signed("x", now).jwks()["keys"][0]
+    elif kind == "rsa":
+        from joserfc.jwk import RSAKey
+
+        jwk = dict(RSAKey.import_key(key.public_key()).as_dict(private=False))
+    else:
+        from joserfc.jwk import OKPKey
+
+        jwk = dict(OKPKey.import_key(key.public_key()).as_dict(private=False))
+    jwk["x5c"] = [base64.b64encode(der).decode("ascii")]
+    return {"keys": [jwk]}
+
+
+class TestTlsHelpers:
+    def test_lifespan_scope_passes_through(self) -> None:
+        """Non-HTTP scopes (lifespan) reach the app without connection extensions."""
+        seen: list[dict[str, Any]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope)
+
+        wrapped = tls._ConnectionScope(app, {"x": 1})
+        _run(wrapped, {"type": "lifespan"})
+        assert "extensions" not in seen[0]
+
+    def test_peer_without_address_is_untrusted(self) -> None:
+        """A request without a client address cannot come from a trusted proxy."""
+        mw = tls.ClientCertificateMiddleware(_noop, header=HEADER, trusted_proxies=["0.0.0.0/0"])
+        scope: dict[str, Any] = {"type": "http", "client": None, "headers": []}
+        _run(mw, scope)
+        assert scope[tls.SCOPE_KEY] is None
+
+    def test_audit_memory_is_bounded(
+        self, services: Services, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The per-address rate-limit memory is cleared when full, never grows without bound."""
+        monkeypatch.setattr(tls, "_AUDIT_PEERS", 1)
+        audit_ignored = tls.ignored_header_auditor(services)
+        for peer in ("192.0.2.1", "192.0.2.2", "192.0.2.1"):
+            audit_ignored(peer)
+        assert len(audit(services, Event.MTLS_HEADER_IGNORED)) == 3
+
+    def test_tls_trust_leaves_out_other_and_disabled_clients(
+        self, services: Services, make: Factory, clock: FrozenClock
+    ) -> None:
+        """Only live self-signed clients' certificates go into the TLS trust."""
+        pki_client(services, make)
+        cert = self_signed("gone", clock.now())
+        disabled = Client(
+            id="cl_disabled",
+            team_id="platform-iam",
+            name="gone",
+            kind=ClientKind.WORKLOAD,
+            auth_method=AuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH,
+            paths=(MTLS_PATH,),
+            scopes=(),
+            audiences=(),
+            created_at=clock.now(),
+            disabled_at=clock.now(),
+        )
+        with services.store.write() as tx:
+            tx.insert_client(disabled)
+            tx.insert_credential(
+                Credential(
+                    "cred_disabled",
+                    disabled.id,
+                    CredentialKind.SELF_SIGNED_TLS_CLIENT_AUTH,
+                    None,
+                    cert.jwks(),
+                    clock.now(),
+                )
+            )
+        assert tls.registered_self_signed(services) == []
+
+
+def test_serve_starts_uvicorn_with_client_certificates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --tls-cert --tls-key --tls-client-ca` runs uvicorn over HTTPS asking for certs."""
+    import uvicorn
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(app: Any, **kwargs: Any) -> None:
+        seen.update(kwargs, bundle=Path(kwargs["ssl_ca_certs"]).read_text(encoding="ascii"))
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    ca = make_ca(time.time())
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(ca.pem, encoding="ascii")
+    cert, key = issue(ca, "server", time.time(), server_ip="127.0.0.1").write(tmp_path, "srv")
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "serve",
+            "--data",
+            str(tmp_path / "data"),
+            "--port",
+            "8443",
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+            "--tls-client-ca",
+            str(ca_file),
+        ],
+        env={k: v for k, v in os.environ.items() if not k.startswith("TOKENTRAIL_")},
+    )
+    assert result.exit_code == 0, result.output
+    assert "listening on https://127.0.0.1:8443" in result.stderr
+    assert seen["ssl_certfile"] == str(cert)
+    assert seen["ssl_keyfile"] == str(key)
+    assert seen["ssl_cert_reqs"] == ssl.CERT_OPTIONAL
+    assert seen["bundle"] == ca.pem
+    assert issubclass(seen["http"], tls._ConnectionInfo)
+
+
+def test_explicit_unset_proxy_header_is_none() -> None:
+    """Passing mtls_proxy_header=None (as the CLI does) keeps it unset."""
+    assert Settings(mtls_proxy_header=None).mtls_proxy_header is None

@@ -59,6 +59,8 @@ SCOPE_KEY = "tokentrail.client_cert"
 PEER_EXTENSION = "tokentrail.transport_peer"
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 _AUDIT_INTERVAL = 60.0
+#: Addresses remembered for audit rate limiting (the memory is bounded, not the ledger).
+_AUDIT_PEERS = 4096
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -226,7 +228,7 @@ def ignored_header_auditor(services: Services) -> Callable[[str], None]:
         now = services.clock.now()
         if now - last.get(peer, float("-inf")) < _AUDIT_INTERVAL:
             return
-        if len(last) >= 4096:
+        if len(last) >= _AUDIT_PEERS:
             last.clear()
         last[peer] = now
         with services.store.write() as tx:
