@@ -1277,3 +1277,15 @@ def test_serve_starts_uvicorn_with_client_certificates(
 def test_explicit_unset_proxy_header_is_none() -> None:
     """Passing mtls_proxy_header=None (as the CLI does) keeps it unset."""
     assert Settings(mtls_proxy_header=None).mtls_proxy_header is None
+
+
+def test_audit_failure_does_not_fail_the_request() -> None:
+    """If the ledger cannot record an ignored header, the request still goes on without it."""
+
+    def broken(peer: str) -> None:
+        raise RuntimeError("database down")
+
+    mw = tls.ClientCertificateMiddleware(_noop, header=HEADER, on_ignored=broken)
+    scope: dict[str, Any] = {"type": "http", "client": PROXY, "headers": [(HEADER.encode(), b"x")]}
+    _run(mw, scope)
+    assert scope[tls.SCOPE_KEY] is None

@@ -203,9 +203,12 @@ class ClientCertificateMiddleware:
                     return None
                 return forwarded_certificate(values[0]) if values else None
             if values:
-                log.warning("ignored client-certificate header from untrusted address %s", peer)
+                log.debug("ignored client-certificate header from untrusted address %s", peer)
                 if self._on_ignored is not None:
-                    await run_in_threadpool(self._on_ignored, str(peer) if peer else "unknown")
+                    try:
+                        await run_in_threadpool(self._on_ignored, str(peer) if peer else "unknown")
+                    except Exception:  # the header is ignored either way; keep serving
+                        log.exception("could not audit an ignored client-certificate header")
         tls = extensions.get("tls")
         chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
         if chain:
@@ -231,6 +234,7 @@ def ignored_header_auditor(services: Services) -> Callable[[str], None]:
         if len(last) >= _AUDIT_PEERS:
             last.clear()
         last[peer] = now
+        log.warning("ignored %s header from untrusted address %s", header, peer)
         with services.store.write() as tx:
             tx.append_audit(
                 Event.MTLS_HEADER_IGNORED,
