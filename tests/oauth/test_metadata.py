@@ -123,6 +123,15 @@ def test_auth_methods_and_algorithms(meta: dict[str, Any]) -> None:
         assert not any(a.startswith("HS") for a in algs)
 
 
+def test_dpop_algorithms_are_the_accepted_ones(meta: dict[str, Any]) -> None:
+    """RFC 9449 §5.1: the metadata lists exactly the asymmetric algorithms DPoP proofs may use."""
+    from tokentrail.crypto import DPOP_ALGORITHMS
+
+    algs = meta["dpop_signing_alg_values_supported"]
+    assert algs == list(DPOP_ALGORITHMS)
+    assert not any(a == "none" or a.startswith("HS") for a in algs)
+
+
 def test_access_token_alg_matches_the_published_keys(
     http: TestClient, meta: dict[str, Any]
 ) -> None:

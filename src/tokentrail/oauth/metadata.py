@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from tokentrail.crypto import ASSERTION_ALGORITHMS
+from tokentrail.crypto import ASSERTION_ALGORITHMS, DPOP_ALGORITHMS
 from tokentrail.oauth.client_auth import SUPPORTED_METHODS
 
 WELL_KNOWN = "/.well-known/oauth-authorization-server"
@@ -43,6 +43,8 @@ def server_metadata(issuer: str, grant_types: list[str], signing_alg: str) -> di
         "access_token_signing_alg_values_supported": [signing_alg],
         # RFC 8705 §3.3: tokens issued to mTLS-authenticated clients carry cnf.x5t#S256.
         "tls_client_certificate_bound_access_tokens": True,
+        # RFC 9449 §5.1: the algorithms accepted for DPoP proofs.
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
     # RFC 8414 §2: "Claims with zero elements MUST be omitted from the response."
     return {k: v for k, v in metadata.items() if v != []}
