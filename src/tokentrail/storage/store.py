@@ -9,8 +9,9 @@ its audit record inside one ``write`` block, so none exists without the others.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -46,9 +47,12 @@ from tokentrail.model import (
 )
 from tokentrail.storage import tables as t
 from tokentrail.storage.engine import migrate, open_engine
+from tokentrail.storage.walsync import WalSyncer
 
 #: PostgreSQL advisory-lock key that serialises appends to the audit chain.
 AUDIT_LOCK = 7419012
+#: PostgreSQL channel on which every committed revocation is announced (payload: its seq).
+REVOCATION_CHANNEL = "tokentrail_revocations"
 
 
 class Store:
@@ -64,12 +68,27 @@ class Store:
         self._writers: AbstractContextManager[Any] = (
             threading.RLock() if self.dialect == "sqlite" else nullcontext()
         )
+        #: SQLite group commit: set by :meth:`open` when FULL durability is asked for.
+        self.syncer: WalSyncer | None = None
+        #: Called (after the commit) with every revocation this process commits.
+        self.revocation_hooks: list[Callable[[Revocation], None]] = []
 
     @classmethod
     def open(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Store:
-        engine = open_engine(url, sqlite_synchronous=sqlite_synchronous)
+        """Open (and migrate) a database.
+
+        On SQLite, ``FULL`` durability is kept with group commit: connections
+        commit with ``synchronous=NORMAL`` and every write waits, before it is
+        acknowledged, for a shared fsync of the WAL (see :mod:`.walsync`).
+        """
+        group = url.startswith("sqlite") and sqlite_synchronous == "FULL"
+        engine = open_engine(url, sqlite_synchronous="NORMAL" if group else sqlite_synchronous)
         migrate(engine)
-        return cls(engine)
+        store = cls(engine)
+        db_path = url.split("///", 1)[-1]
+        if group and db_path and db_path != ":memory:":
+            store.syncer = WalSyncer(Path(db_path))
+        return store
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -77,8 +96,14 @@ class Store:
         with self._writers, self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            tx = Tx(conn, self.dialect)
             with conn.begin():
-                yield Tx(conn, self.dialect)
+                yield tx
+        if self.syncer is not None:
+            self.syncer.durable()  # acknowledged only once the WAL is on disk
+        for rev in tx.revoked:
+            for hook in self.revocation_hooks:
+                hook(rev)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -86,6 +111,8 @@ class Store:
             yield Tx(conn, self.dialect)
 
     def close(self) -> None:
+        if self.syncer is not None:
+            self.syncer.close()
         self.engine.dispose()
 
 
@@ -114,6 +141,8 @@ class Tx:
         self.dialect = dialect
         #: (seq, hash) of the newest audit record, once this transaction has read it.
         self._audit_tail: tuple[int, str] | None = None
+        #: Revocations written in this transaction (for the store's hooks after commit).
+        self.revoked: list[Revocation] = []
 
     # --- teams ------------------------------------------------------------
 
@@ -365,7 +394,16 @@ class Tx:
     def revoke(
         self, node_id: str, *, reason: str, actor: str, at: float, matters_until: float
     ) -> Revocation | None:
-        """Record one revocation; None when the node was already revoked."""
+        """Record one revocation; None when the node was already revoked.
+
+        Followers read revocations "after seq N", so seq order must be commit
+        order: on PostgreSQL the audit-chain lock (which the revocation's audit
+        record takes anyway) is taken before the sequence hands out a number,
+        and the commit announces the seq on :data:`REVOCATION_CHANNEL`. SQLite
+        write transactions are serialised already.
+        """
+        if self.dialect == "postgresql":
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
         res = self.conn.execute(
             _insert_ignore(self.dialect, t.revocations).values(
                 node_id=node_id,
@@ -377,7 +415,12 @@ class Tx:
         )
         if not res.rowcount:
             return None
-        return self.get_revocation(node_id)
+        rev = self.get_revocation(node_id)
+        assert rev is not None
+        if self.dialect == "postgresql":
+            self.conn.execute(select(func.pg_notify(REVOCATION_CHANNEL, str(rev.seq))))
+        self.revoked.append(rev)
+        return rev
 
     def get_revocation(self, node_id: str) -> Revocation | None:
         row = self.conn.execute(
@@ -412,6 +455,50 @@ class Tx:
             .limit(limit)
         )
         return [_revocation(r) for r in rows]
+
+    def revocation_page(
+        self, after: int, *, limit: int, live_at: float
+    ) -> tuple[list[Revocation], int]:
+        """Revocations after seq ``after`` that still matter at ``live_at``, oldest first,
+        and the seq a follower has then read up to.
+
+        The second value is the last returned seq when the page is full, else the
+        highest seq committed when the page was read (entries in between had
+        stopped mattering): reading from it later misses nothing, because seq
+        order is commit order (:meth:`revoke`). It is read before the page, so a
+        revocation committed in between is left for the next read.
+        """
+        high = self.conn.execute(select(func.max(t.revocations.c.seq))).scalar_one()
+        high = max(after, int(high or 0))
+        rows = self.conn.execute(
+            select(t.revocations)
+            .where(
+                t.revocations.c.seq > after,
+                t.revocations.c.seq <= high,
+                t.revocations.c.matters_until > live_at,
+            )
+            .order_by(t.revocations.c.seq)
+            .limit(limit)
+        )
+        page = [_revocation(r) for r in rows]
+        return page, (page[-1].seq if len(page) == limit else high)
+
+    def purge_revocations(self, now: float) -> int:
+        """Delete revocations nobody needs any more: the node itself has expired and
+        nothing below it can still be alive (``matters_until`` passed).
+
+        Revocations of nodes without an expiry (credentials) stay: their row is
+        what keeps the credential dead.
+        """
+        expired = select(t.nodes.c.id).where(
+            t.nodes.c.expires_at.is_not(None), t.nodes.c.expires_at <= now
+        )
+        res = self.conn.execute(
+            delete(t.revocations).where(
+                t.revocations.c.matters_until <= now, t.revocations.c.node_id.in_(expired)
+            )
+        )
+        return int(res.rowcount)
 
     # --- replay protection ----------------------------------------------------
 
@@ -802,6 +889,104 @@ class Tx:
             )
             for r in rows
         ]
+
+    # --- help-desk recovery (see tokentrail.recovery) -------------------------
+
+    def insert_channel(self, row: dict[str, Any]) -> None:
+        self.conn.execute(insert(t.subject_channels).values(**row))
+
+    def subject_channels(self, subject: str) -> list[dict[str, Any]]:
+        """The subject's registered (not removed) channels, oldest first."""
+        rows = self.conn.execute(
+            select(t.subject_channels)
+            .where(
+                t.subject_channels.c.subject == subject,
+                t.subject_channels.c.removed_at.is_(None),
+            )
+            .order_by(t.subject_channels.c.created_at, t.subject_channels.c.id)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def get_channel(self, channel_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            select(t.subject_channels).where(t.subject_channels.c.id == channel_id)
+        ).first()
+        return dict(row._mapping) if row else None
+
+    def remove_channel(self, channel_id: str, *, at: float) -> bool:
+        res = self.conn.execute(
+            update(t.subject_channels)
+            .where(t.subject_channels.c.id == channel_id, t.subject_channels.c.removed_at.is_(None))
+            .values(removed_at=at)
+        )
+        return res.rowcount == 1
+
+    def insert_recovery(self, row: dict[str, Any]) -> None:
+        self.conn.execute(insert(t.recovery_requests).values(**row))
+
+    def get_recovery(
+        self, request_id: str, *, for_update: bool = False, grant_hash: str | None = None
+    ) -> dict[str, Any] | None:
+        """A recovery request by id (or by its grant's hash), row-locked when ``for_update``."""
+        rr = t.recovery_requests
+        q = select(rr).where(rr.c.grant_hash == grant_hash if grant_hash else rr.c.id == request_id)
+        if for_update:
+            q = q.with_for_update()
+        row = self.conn.execute(q).first()
+        return dict(row._mapping) if row else None
+
+    def update_recovery(self, request_id: str, *, expect: str, **values: Any) -> bool:
+        """Compare-and-set: change the request only while its state is ``expect``."""
+        rr = t.recovery_requests
+        res = self.conn.execute(
+            update(rr).where(rr.c.id == request_id, rr.c.state == expect).values(**values)
+        )
+        return res.rowcount == 1
+
+    def count_recoveries(self, path_id: str, *, since: float, subject: str | None = None) -> int:
+        rr = t.recovery_requests
+        q = select(func.count()).where(rr.c.path_id == path_id, rr.c.created_at >= since)
+        if subject is not None:
+            q = q.where(rr.c.subject == subject)
+        return int(self.conn.execute(q).scalar_one())
+
+    def list_recoveries(
+        self,
+        *,
+        subject: str | None = None,
+        states: Sequence[str] = (),
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Recovery requests, newest first."""
+        rr = t.recovery_requests
+        q = select(rr)
+        if subject is not None:
+            q = q.where(rr.c.subject == subject)
+        if states:
+            q = q.where(rr.c.state.in_(list(states)))
+        rows = self.conn.execute(q.order_by(rr.c.created_at.desc(), rr.c.id).limit(limit))
+        return [dict(r._mapping) for r in rows]
+
+    def put_freeze(self, scope: str, *, at: float, by: str, reason: str) -> bool:
+        """Freeze recovery for ``scope`` (``*`` or a path id); False if already frozen."""
+        res = self.conn.execute(
+            _insert_ignore(self.dialect, t.recovery_freezes).values(
+                scope=scope, frozen_at=at, frozen_by=by, reason=reason
+            )
+        )
+        return bool(res.rowcount)
+
+    def delete_freeze(self, scope: str) -> bool:
+        res = self.conn.execute(
+            delete(t.recovery_freezes).where(t.recovery_freezes.c.scope == scope)
+        )
+        return res.rowcount == 1
+
+    def freezes(self, scopes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        q = select(t.recovery_freezes).order_by(t.recovery_freezes.c.scope)
+        if scopes is not None:
+            q = q.where(t.recovery_freezes.c.scope.in_(list(scopes)))
+        return [dict(r._mapping) for r in self.conn.execute(q)]
 
 
 def _client(row: Any) -> Client:
