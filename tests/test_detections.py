@@ -155,4 +155,3 @@ def test_path_declared_response(
         assert (len(msgs) == 0) == (response == "record")
     finally:
         services.close()
-
