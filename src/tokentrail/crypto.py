@@ -275,16 +275,17 @@ class TokenVerifier:
         return entry
 
     def verify(self, token: str) -> dict[str, Any]:
-        parts = token.split(".")
-        if len(parts) != 3:
+        # Partitioning keeps the signing input whole: no split-and-rejoin per call.
+        signing_input, dot, sig_b64 = token.rpartition(".")
+        header_b64, dot2, payload_b64 = signing_input.partition(".")
+        if not dot or not dot2 or "." in payload_b64:
             raise InvalidToken("not a compact JWS")
-        header_b64, payload_b64, sig_b64 = parts
         _alg, public, is_ec = self._key_for(header_b64)
         try:
             sig = b64url_decode(sig_b64)
         except ValueError as exc:
             raise InvalidToken("signature is not base64url") from exc
-        data = f"{header_b64}.{payload_b64}".encode("ascii", "replace")
+        data = signing_input.encode("ascii", "replace")
         try:
             if is_ec:
                 if len(sig) != 64:

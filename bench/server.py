@@ -1,0 +1,174 @@
+"""A real ``tokentrail serve`` process on loopback, with the clients the benchmarks use.
+
+The data folder is seeded in process (a team, a workload client allowed the
+``workload-client-credentials`` path, and a resource-server client that only
+introspects), then the console script ``tokentrail serve`` starts on a free
+port with the embedded SQLite default (WAL, ``synchronous=FULL``): every
+issued token's lineage node and audit record are committed before the response.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from tokentrail.config import Settings
+from tokentrail.model import AuthMethod, ClientKind
+from tokentrail.services import build_services
+
+TEAM = "platform-iam"
+AUDIENCE = "https://api.example"
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    client_id: str
+    secret: str
+    credential_id: str
+
+    @property
+    def basic(self) -> str:
+        """The ``Authorization`` header value (RFC 6749 §2.3.1 form-encodes both halves)."""
+        raw = f"{quote(self.client_id, safe='')}:{quote(self.secret, safe='')}"
+        return "Basic " + base64.b64encode(raw.encode()).decode("ascii")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tokentrail_command() -> list[str]:
+    """The installed console script next to this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).with_name("tokentrail")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("tokentrail")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from tokentrail.cli import main; main()"]
+
+
+def seed(data_dir: Path) -> tuple[ClientSecret, ClientSecret]:
+    """Create the team, a workload client and an introspecting resource server."""
+    services = build_services(Settings(data_dir=data_dir))
+    try:
+        admin = services.admin
+        admin.create_team(TEAM, actor="bench")
+
+        def client(name: str, paths: list[str]) -> ClientSecret:
+            issued = admin.create_client(
+                team=TEAM,
+                name=name,
+                kind=ClientKind.WORKLOAD,
+                auth_method=AuthMethod.CLIENT_SECRET_BASIC,
+                jwks=None,
+                paths=paths,
+                scopes=["read", "write"],
+                audiences=[AUDIENCE],
+                actor="bench",
+            )
+            assert issued.client_secret is not None
+            assert issued.credential_id is not None
+            return ClientSecret(issued.client_id, issued.client_secret, issued.credential_id)
+
+        return client("bench worker", ["workload-client-credentials"]), client("bench api", [])
+    finally:
+        services.close()
+
+
+class ServerProcess:
+    """``tokentrail serve`` running on a seeded data folder."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        base_url: str,
+        worker: ClientSecret,
+        gateway: ClientSecret,
+        log_path: Path,
+    ) -> None:
+        self.proc = proc
+        self.base_url = base_url
+        self.worker = worker
+        self.gateway = gateway
+        self.log_path = log_path
+
+    @classmethod
+    def start(
+        cls, data_dir: Path, *, log: Callable[[str], None] = print, timeout: float = 60.0
+    ) -> ServerProcess:
+        worker, gateway = seed(data_dir)
+        port = free_port()
+        cmd = [
+            *tokentrail_command(),
+            "serve",
+            "--data",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        log_path = data_dir / "serve.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENTRAIL_")}
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        base_url = f"http://127.0.0.1:{port}"
+        server = cls(proc, base_url, worker, gateway, log_path)
+        log(f"started `{' '.join(cmd)}` (pid {proc.pid})")
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"tokentrail serve exited with {proc.returncode}: "
+                    f"{log_path.read_text(errors='replace')[-2000:]}"
+                )
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"tokentrail serve did not answer within {timeout:.0f}s")
+            time.sleep(0.1)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def issue_token(self) -> str:
+        r = httpx.post(
+            f"{self.base_url}/oauth/token",
+            content=b"grant_type=client_credentials&scope=read",
+            headers={
+                "Authorization": self.worker.basic,
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            timeout=10,
+        )
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
