@@ -174,6 +174,13 @@ class TestSelfService:
         r = http.get("/sessions", headers={"Authorization": "Bearer nope"})
         assert r.status_code == 401
 
+    def test_challenge_names_every_dpop_algorithm(self, http: TestClient) -> None:
+        """RFC 9449 §7.1: the DPoP challenge lists every algorithm a proof may use."""
+        from tokentrail.crypto import DPOP_ALGORITHMS
+
+        challenge = http.get("/sessions").headers["WWW-Authenticate"]
+        assert f'DPoP algs="{" ".join(DPOP_ALGORITHMS)}"' in challenge
+
     def test_dpop_bound_token_needs_proof(
         self, http: TestClient, portal: Any, idp: Upstream, clock: FrozenClock
     ) -> None:

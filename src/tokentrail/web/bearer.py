@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from tokentrail.crypto import DPOP_ALGORITHMS
 from tokentrail.errors import InvalidToken, OAuthError
 from tokentrail.oauth.access_token import lineage
 from tokentrail.oauth.dpop import InvalidDPoPProof
@@ -25,7 +26,8 @@ class TokenRequired(OAuthError):
 
     def headers(self) -> dict[str, str]:
         desc = f', error_description="{self.description}"' if self.description else ""
-        return {"WWW-Authenticate": f'Bearer error="invalid_token"{desc}, DPoP algs="ES256"'}
+        algs = " ".join(DPOP_ALGORITHMS)  # RFC 9449 §7.1: every algorithm proofs may use
+        return {"WWW-Authenticate": f'Bearer error="invalid_token"{desc}, DPoP algs="{algs}"'}
 
 
 def authenticate_token(services: Services, request: Request) -> dict[str, Any]:
