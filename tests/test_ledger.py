@@ -243,6 +243,19 @@ class TestOcsf:
         failed = to_ocsf({**base, "event": "client_auth.failed", "data": {}})
         assert failed["status_id"] == 2
 
+    def test_detection_severity_is_mapped(self) -> None:
+        """A detection's severity becomes the OCSF severity_id; without one it is Medium."""
+        base = {"seq": 1, "at": 1.0, "actor": "a", "hash": "h", "prev_hash": "p"}
+        ids = {
+            word: to_ocsf({**base, "event": "detection.x", "data": {"severity": word}})[
+                "severity_id"
+            ]
+            for word in ("low", "medium", "high")
+        }
+        assert ids == {"low": 2, "medium": 3, "high": 4}
+        assert to_ocsf({**base, "event": "incident.opened", "data": {}})["severity_id"] == 3
+        assert to_ocsf({**base, "event": "token.issued", "data": {}})["severity_id"] == 1
+
 
 CRASH = textwrap.dedent(
     """

@@ -37,6 +37,8 @@ _MAP: dict[str, tuple[int, int, int]] = {
     "admin.denied": (6003, 0, 6),
 }
 _FAILURES = frozenset({"client_auth.failed", "issuance.refused", "admin.denied"})
+#: A detection's severity word as an OCSF ``severity_id`` (2 Low, 3 Medium, 4 High, 5 Critical).
+_SEVERITY_IDS = {"low": 2, "medium": 3, "high": 4, "critical": 5}
 
 
 def to_ocsf(record: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +60,7 @@ def to_ocsf(record: dict[str, Any]) -> dict[str, Any]:
         "activity_id": activity,
         "type_uid": class_uid * 100 + activity,
         "time": int(float(record["at"]) * 1000),
-        "severity_id": 3 if event.startswith(("detection.", "incident.")) else 1,
+        "severity_id": _severity_id(event, data),
         "status_id": 2 if failed else 1,
         "status": "Failure" if failed else "Success",
         "message": event,
@@ -91,3 +93,10 @@ def to_ocsf(record: dict[str, Any]) -> dict[str, Any]:
     if record.get("node_id"):
         out["unmapped"]["node_id"] = record["node_id"]
     return out
+
+
+def _severity_id(event: str, data: dict[str, Any]) -> int:
+    """Informational (1) for ordinary records; findings carry their own severity (default 3)."""
+    if not event.startswith(("detection.", "incident.")):
+        return 1
+    return _SEVERITY_IDS.get(str(data.get("severity", "")), 3)
