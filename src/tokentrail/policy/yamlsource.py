@@ -111,7 +111,10 @@ class _Walker:
             raise self._fail(node, f"expands to more than {MAX_VALUES} values (alias bomb?)")
         if depth > MAX_DEPTH:
             raise self._fail(node, f"nesting deeper than {MAX_DEPTH}")
-        self.marks.setdefault(loc, Mark(node.start_mark.line + 1, node.start_mark.column + 1))
+        if loc not in self.marks:  # a mapping value already has its key's mark
+            self.marks[loc] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self._construct(node)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -127,9 +130,7 @@ class _Walker:
                 )
                 out[key] = self.convert(value_node, (*loc, key), depth + 1)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.convert(item, (*loc, i), depth + 1) for i, item in enumerate(node.value)]
-        return self._construct(node)
+        return [self.convert(item, (*loc, i), depth + 1) for i, item in enumerate(node.value)]
 
     def _construct(self, node: yaml.Node) -> Any:
         if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
