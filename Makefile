@@ -35,7 +35,7 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict src/tokentrail
 
 pytest: $(VENV)/.installed-test
-	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --cov --cov-branch --cov-report=term
 
 test: lint typecheck pytest
 
