@@ -25,6 +25,7 @@ from tokentrail.audit import Event
 from tokentrail.cli_audit import audit_app
 from tokentrail.cli_incident import incident_app
 from tokentrail.cli_paths import paths_app
+from tokentrail.cli_recovery import recovery_app
 from tokentrail.config import BUNDLED_PATHS, Settings
 from tokentrail.errors import Conflict, NotFound, PathMapError
 from tokentrail.model import AuthMethod, ClientKind
@@ -51,6 +52,7 @@ app.add_typer(admin_key_app, name="admin-key")
 app.add_typer(audit_app, name="audit")
 app.add_typer(incident_app, name="incident")
 app.add_typer(paths_app, name="paths")
+app.add_typer(recovery_app, name="recovery")
 
 # No markup: names, ids and messages are printed as given (a "[/x]" must not break output).
 out = Console(soft_wrap=True, markup=False, highlight=False)
@@ -184,17 +186,49 @@ def serve(
         bool,
         typer.Option(help="Start even when the audit ledger fails verification (say why!)."),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar="TOKENTRAIL_WORKERS",
+            min=1,
+            help="Worker processes on this port, each with its own services (docs/scaling.md).",
+        ),
+    ] = 1,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="TOKENTRAIL_LOG_FORMAT",
+            help="Log output: text, or json (one JSON object per line).",
+        ),
+    ] = "text",
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(
+            envvar="TOKENTRAIL_GRACEFUL_TIMEOUT",
+            min=0,
+            help="Seconds in-flight requests get to finish on SIGTERM before they are cut.",
+        ),
+    ] = 10,
 ) -> None:
     """Start the token service (HTTPS with client certificates: see docs/mtls.md)."""
+    import logging
+    import logging.config
     from contextlib import ExitStack
 
     import uvicorn
 
+    from tokentrail.logs import FORMATS, log_config
     from tokentrail.web.app import create_app
+    from tokentrail.web.factory import HTTP_PROTOCOL_NAME, export_environment
     from tokentrail.web.tls import server_options
 
     if tls_key is not None and tls_cert is None:
         _fail("--tls-key needs --tls-cert")
+    if log_format not in FORMATS:
+        _fail(f"--log-format must be one of {', '.join(FORMATS)}")
+    logging_config = log_config(log_format)
+    if log_format == "json":  # uvicorn applies it too; before that, our notices are JSON
+        logging.config.dictConfig(logging_config)
     scheme = "https" if tls_cert else "http"
     services = _open(
         data,
@@ -215,17 +249,42 @@ def serve(
                 "Run `tokentrail audit verify`; start with --allow-broken-ledger to serve anyway."
             )
         err.print(f"[red]warning:[/red] serving on a broken audit ledger: {check.problem}")
-    err.print(
+    notice = (
+        logging.getLogger("tokentrail").warning
+        if log_format == "json"
+        else lambda text: err.print(text, highlight=False)
+    )
+    notice(
         f"tokentrail listening on {scheme}://{host}:{port}  issuer={services.settings.issuer}  "
-        f"paths={paths}  db={'sqlite' if db is None else 'postgresql'}",
-        highlight=False,
+        f"paths={paths}  db={'sqlite' if db is None else 'postgresql'}  workers={workers}"
     )
     try:
         with ExitStack() as stack:
             options = server_options(
-                services, tls_cert=tls_cert, tls_key=tls_key, stack=stack, notice=err.print
+                services, tls_cert=tls_cert, tls_key=tls_key, stack=stack, notice=notice
             )
-            uvicorn.run(create_app(services), host=host, port=port, log_level="warning", **options)
+            common: dict[str, Any] = {
+                "host": host,
+                "port": port,
+                "log_level": "warning",
+                "log_config": logging_config,
+                "timeout_graceful_shutdown": graceful_timeout,
+                **options,
+            }
+            if workers == 1:
+                uvicorn.run(create_app(services), **common)
+                return
+            # Every worker builds its own services from the environment.
+            os.environ.update(export_environment(services.settings))
+            services.store.engine.dispose()  # this process only supervises
+            if "http" in common:
+                common["http"] = HTTP_PROTOCOL_NAME
+            uvicorn.run(
+                "tokentrail.web.factory:create_app_from_environment",
+                factory=True,
+                workers=workers,
+                **common,
+            )
     finally:
         services.close()
 
@@ -653,6 +712,30 @@ def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        Path, typer.Option("--data", help="A fresh folder for the demo's installation.")
+    ] = Path("tokentrail-demo"),
+    report_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the reports (default: --data).")
+    ] = None,
+) -> None:
+    """Play the seed article's story end to end and write the accountability reports."""
+    from tokentrail.demo import run_demo
+
+    def say(line: str) -> None:
+        out.print(line, highlight=False, markup=False)
+
+    try:
+        outcome = run_demo(data, report_dir or data, say=say)
+    except ValueError as exc:
+        _fail(str(exc))
+    say("")
+    for path in outcome.reports:
+        say(f"wrote {path}")
 
 
 def main() -> None:
