@@ -116,6 +116,16 @@ class Store:
         self.engine.dispose()
 
 
+def _descendant_ids(node_id: str) -> Any:
+    """A recursive CTE (column ``id``) of every node below ``node_id`` in the DAG."""
+    tree = (
+        select(t.edges.c.child_id.label("id"))
+        .where(t.edges.c.parent_id == node_id)
+        .cte("tree", recursive=True)
+    )
+    return tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+
+
 def _insert_ignore(dialect: str, table: Any) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the current dialect.
 
@@ -356,12 +366,7 @@ class Tx:
 
     def descendants(self, node_id: str, *, limit: int) -> list[Node]:
         """Nodes below ``node_id`` in the DAG (each once), breadth-first, at most ``limit``."""
-        tree = (
-            select(t.edges.c.child_id.label("id"))
-            .where(t.edges.c.parent_id == node_id)
-            .cte("tree", recursive=True)
-        )
-        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+        tree = _descendant_ids(node_id)
         rows = self.conn.execute(
             select(t.nodes)
             .join(tree, t.nodes.c.id == tree.c.id)
@@ -371,12 +376,7 @@ class Tx:
         return [_node(r) for r in rows]
 
     def count_descendants(self, node_id: str) -> int:
-        tree = (
-            select(t.edges.c.child_id.label("id"))
-            .where(t.edges.c.parent_id == node_id)
-            .cte("tree", recursive=True)
-        )
-        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+        tree = _descendant_ids(node_id)
         return int(self.conn.execute(select(func.count()).select_from(tree)).scalar_one())
 
     def nodes_of_subject(
@@ -588,12 +588,7 @@ class Tx:
         ``live`` counts those created before ``at`` and unexpired then; ``longest``
         is the latest expiry among them. Memory stays bounded whatever the count.
         """
-        tree = (
-            select(t.edges.c.child_id.label("id"))
-            .where(t.edges.c.parent_id == node_id)
-            .cte("tree", recursive=True)
-        )
-        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+        tree = _descendant_ids(node_id)
         live = and_(
             t.nodes.c.created_at <= at,
             or_(t.nodes.c.expires_at.is_(None), t.nodes.c.expires_at > at),
@@ -625,12 +620,7 @@ class Tx:
         newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         """Audit records about ``node_id``, its descendants (or ``client_id``), in order."""
-        tree = (
-            select(t.edges.c.child_id.label("id"))
-            .where(t.edges.c.parent_id == node_id)
-            .cte("tree", recursive=True)
-        )
-        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+        tree = _descendant_ids(node_id)
         about = or_(t.audit.c.node_id == node_id, t.audit.c.node_id.in_(select(tree.c.id)))
         if client_id is not None:
             about = or_(about, t.audit.c.client_id == client_id)
@@ -648,12 +638,7 @@ class Tx:
 
     def lineage_audiences(self, node_id: str) -> dict[str, int]:
         """Audiences of the tokens below ``node_id`` with their counts, streamed."""
-        tree = (
-            select(t.edges.c.child_id.label("id"))
-            .where(t.edges.c.parent_id == node_id)
-            .cte("tree", recursive=True)
-        )
-        tree = tree.union(select(t.edges.c.child_id).join(tree, t.edges.c.parent_id == tree.c.id))
+        tree = _descendant_ids(node_id)
         out: dict[str, int] = {}
         result = self.conn.execution_options(stream_results=True, yield_per=5000).execute(
             select(t.nodes.c.meta).join(tree, t.nodes.c.id == tree.c.id)
