@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from starlette.testclient import TestClient
 
 from tokentrail.clock import FrozenClock
@@ -168,3 +171,58 @@ class Factory:
 @pytest.fixture
 def make(services: Services) -> Factory:
     return Factory(services)
+
+
+class LiveServer:
+    """The app on ``services`` served by uvicorn on a loopback port, in a thread.
+
+    For what the in-process test client cannot do: endless streams (the
+    revocation feed), clients in other threads, a server that goes away
+    (:meth:`stop`) and comes back on the same port (:meth:`start`).
+    """
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LiveServer:
+        config = uvicorn.Config(
+            create_app(self.services),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert self._thread.is_alive(), "the live server did not start"
+            assert time.monotonic() < deadline, "the live server did not start in 60 s"
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(60)
+            assert not thread.is_alive(), "the live server did not stop"
+
+
+@pytest.fixture
+def live(services: Services) -> Iterator[LiveServer]:
+    """A running server on ``services`` (see :class:`LiveServer`)."""
+    server = LiveServer(services).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -152,6 +152,41 @@ class Settings(BaseModel):
         ),
     )
 
+    revocation_poll_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "Seconds between a server's catch-up reads of the revocations table by sequence "
+            "number: on PostgreSQL a safety net under LISTEN/NOTIFY, on SQLite the only way "
+            "a server learns of revocations made by another process (the CLI)."
+        ),
+    )
+    revocation_view_bound: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Seconds after its last successful catch-up read beyond which a server's "
+            "revocation view is stale: /readyz answers 503 and the revocation feed stops "
+            "sending keep-alives (so verifiers following it fail closed)."
+        ),
+    )
+    feed_keepalive: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Seconds between keep-alive comments on the revocation feed; each tells "
+            "verifiers their view is current (see docs/scaling.md)."
+        ),
+    )
+    janitor_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds between janitor passes while serving: revocations that no longer "
+            "matter and expired replay-cache entries are deleted."
+        ),
+    )
+
     @field_validator("mtls_proxy_header")
     @classmethod
     def _proxy_header(cls, value: str | None) -> str | None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tokentrail import crypto
 from tokentrail.admin import Admin
 from tokentrail.clock import Clock, SystemClock
 from tokentrail.config import Settings
 from tokentrail.incidents import Incidents
+from tokentrail.janitor import Janitor
 from tokentrail.keys import KeyRing, load_kek
 from tokentrail.ledger import Ledger
+from tokentrail.metrics import Metrics
 from tokentrail.notify import Deliverer, Dispatcher, FileDeliverer, WebhookDeliverer
 from tokentrail.oauth.authority import Authority
 from tokentrail.oauth.client_auth import ClientAuthenticator
@@ -21,6 +23,7 @@ from tokentrail.oauth.mtls import CertificateAuthority
 from tokentrail.oauth.revocation import RevocationEndpoint
 from tokentrail.oauth.token_endpoint import TokenEndpoint
 from tokentrail.policy.paths import PathMap, load_path_map
+from tokentrail.revocation_view import NodeRevocationView
 from tokentrail.sessions import Sessions
 from tokentrail.storage.store import Store
 
@@ -44,8 +47,13 @@ class Services:
     incidents: Incidents
     #: RFC 8705 client-certificate checks (and the trust anchors a TLS server loads).
     mtls: CertificateAuthority | None = None
+    #: Revocations followed from the table (started by the app's lifespan; docs/scaling.md).
+    revocation_view: NodeRevocationView = field(kw_only=True)
+    janitor: Janitor = field(kw_only=True)
+    metrics: Metrics = field(kw_only=True, default_factory=Metrics)
 
     def close(self) -> None:
+        self.revocation_view.close()
         self.store.close()
 
 
@@ -107,4 +115,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         introspection=IntrospectionEndpoint(authority, authenticator),
         revocation=RevocationEndpoint(authority, authenticator),
         mtls=mtls,
+        revocation_view=NodeRevocationView(
+            store,
+            clock,
+            bound=settings.revocation_view_bound,
+            poll_interval=settings.revocation_poll_interval,
+        ),
+        janitor=Janitor(store, clock),
     )

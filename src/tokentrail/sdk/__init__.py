@@ -2,13 +2,16 @@
 
 ::
 
-    from tokentrail.sdk import RemoteJwks, StaticRevocations, Verifier
+    from tokentrail.sdk import FeedRevocations, RemoteJwks, Verifier
 
     verifier = Verifier(
         issuer="https://auth.example.com",
         audience="https://api.example.com",
         jwks=RemoteJwks("https://auth.example.com/jwks.json"),
-        revocations=StaticRevocations(),
+        # Follows the revocation feed; fails closed 30 s after losing it.
+        revocations=FeedRevocations(
+            "https://auth.example.com", client_id=CLIENT_ID, client_secret=SECRET, bound=30
+        ),
     )
     token = verifier.verify(raw, dpop_proof=proof, method="GET", url=url, scheme="DPoP")
 
@@ -49,6 +52,7 @@ from tokentrail.sdk.errors import (
     WrongIssuer,
     WrongTokenType,
 )
+from tokentrail.sdk.feed import FeedRevocations
 from tokentrail.sdk.jwks import JwksSource, PublishedKeys, RemoteJwks, StaticJwks
 from tokentrail.sdk.revocation import RevocationView, StaticRevocations
 from tokentrail.sdk.verifier import (
@@ -70,6 +74,7 @@ __all__ = [
     "BoundTokenAsBearer",
     "DPoPNonces",
     "Expired",
+    "FeedRevocations",
     "InsufficientScope",
     "InvalidProof",
     "JwksSource",

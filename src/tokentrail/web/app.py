@@ -19,7 +19,9 @@ from starlette.routing import Route
 from tokentrail.oauth.metadata import metadata_path, server_metadata
 from tokentrail.services import Services
 from tokentrail.web.admin_api import admin_routes
+from tokentrail.web.feed import Broadcaster, feed_routes
 from tokentrail.web.oauth_routes import oauth_endpoint
+from tokentrail.web.ops import ops_routes, start_operations
 from tokentrail.web.responses import error_response, json_response
 from tokentrail.web.sessions_api import session_routes
 from tokentrail.web.tls import ClientCertificateMiddleware, client_cert, middleware_options
@@ -46,6 +48,8 @@ def create_app(services: Services) -> Starlette:
     def revoke(req: Any) -> None:
         services.revocation.handle(req)
 
+    broadcaster = Broadcaster()
+
     routes = [
         Route(metadata_path(settings.issuer), get_metadata, methods=["GET"]),
         Route("/jwks.json", get_jwks, methods=["GET"]),
@@ -53,14 +57,17 @@ def create_app(services: Services) -> Starlette:
         Route(
             "/oauth/token",
             oauth_endpoint(
-                services.token.handle, max_body=limit, issuer=issuer, client_cert=client_cert
+                services.metrics.instrument_token(services.token.handle, services.token.grants),
+                max_body=limit,
+                issuer=issuer,
+                client_cert=client_cert,
             ),
             methods=["POST"],
         ),
         Route(
             "/oauth/introspect",
             oauth_endpoint(
-                services.introspection.handle,
+                services.metrics.instrument_introspection(services.introspection.handle),
                 max_body=limit,
                 issuer=issuer,
                 client_cert=client_cert,
@@ -76,6 +83,8 @@ def create_app(services: Services) -> Starlette:
         ),
         *admin_routes(services),
         *session_routes(services),
+        *ops_routes(services),  # /readyz, /metrics
+        *feed_routes(services, broadcaster),  # /revocations, /revocations/feed
     ]
 
     async def http_error(_: Request, exc: Exception) -> Response:
@@ -108,9 +117,12 @@ def create_app(services: Services) -> Starlette:
                     log.exception("notification dispatch failed")
 
         tasks = [asyncio.create_task(checkpoints()), asyncio.create_task(notifications())]
+        # The revocation view's follower, the janitor, ending feed streams on shutdown.
+        stop_operations = await start_operations(services, broadcaster)
         try:
             yield
         finally:
+            await stop_operations()
             for task in tasks:
                 task.cancel()
             for task in tasks:
