@@ -276,3 +276,20 @@ class TestInterfaces:
         assert http.get("/admin/incidents/inc_x/report", headers=auth).status_code == 404
         r = http.post("/admin/incidents", headers=auth, json={"reason": "x"})
         assert r.status_code == 400
+
+    def test_admin_api_add_is_limited_to_the_keys_team(
+        self, http: TestClient, services: Services, make: Factory, story: Any
+    ) -> None:
+        """A responder of another team cannot contain (revoke) this team's node via an incident."""
+        inc = services.incidents.open(node=story["gateway"].credential_id, reason="x", actor="t")
+        make.team("shipping")
+        _, key = services.admin.create_admin_key(
+            team="shipping", roles=["responder"], name="other", actor="t"
+        )
+        r = http.post(
+            f"/admin/incidents/{inc.id}/nodes",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"node": story["billing"].credential_id},
+        )
+        assert r.status_code == 403
+        assert _active(http, story["billing"], story["tokens"][1])

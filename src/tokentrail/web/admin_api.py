@@ -335,6 +335,11 @@ def _open_incident(s: Services, key: AdminKey, _r: Request, body: IncidentIn) ->
 
 
 def _add_incident_node(s: Services, key: AdminKey, request: Request, body: IncidentNodeIn) -> Any:
+    if "admin" not in key.roles:  # containing a node revokes it: the same rule as opening
+        with s.store.read() as tx:
+            node = tx.get_node(body.node)
+        if node is not None and node.team_id is not None:
+            _same_team(key, node.team_id)
     return s.incidents.add(
         request.path_params["incident_id"], body.node, actor=_actor(key)
     ).as_dict()
