@@ -224,11 +224,23 @@ class Incidents:
         return min(times) if times else now
 
     def _notify(self, tx: Tx, incident_id: str, nodes: list[str], reason: str, now: float) -> None:
-        """Tell the owning team of every function on every path the nodes' tokens used."""
+        """Tell the owning team of every function on every path the nodes' tokens may use.
+
+        The paths are the node's own and those its client may mint through: known
+        without walking the descendants, so containment stays constant-time
+        however many tokens hang below the node.
+        """
         teams: dict[str, set[str]] = {}
         for node_id in nodes:
-            for group in tx.lineage_summary(node_id, at=now):
-                path = self._paths.get(group["path_id"]) if group["path_id"] else None
+            node = tx.get_node(node_id)
+            if node is None:
+                continue
+            path_ids = {node.path_id} if node.path_id else set()
+            client = tx.get_client(node.client_id) if node.client_id else None
+            if client is not None:
+                path_ids.update(client.paths)
+            for path_id in sorted(path_ids):
+                path = self._paths.get(path_id)
                 if path is None:
                     continue
                 for function in Function:
