@@ -812,17 +812,16 @@ def resolve_templates(source: Source) -> Source:
                     f"{item['id']!r}"
                 )
             entries[item["id"]] = ((section, i), item)
-    relative = _relative_marks(source)
-    resolved: dict[str, tuple[dict[str, Any], dict[Loc, Mark]]] = {}
+    resolved: dict[str, tuple[dict[str, Any], tuple[Loc, ...]]] = {}
 
-    def resolve(name: str, stack: tuple[str, ...]) -> tuple[dict[str, Any], dict[Loc, Mark]]:
+    def resolve(name: str, stack: tuple[str, ...]) -> tuple[dict[str, Any], tuple[Loc, ...]]:
+        """The merged settings of ``name`` and the prefixes it inherits from, nearest first."""
         if name in resolved:
             return resolved[name]
         prefix, item = entries[name]
-        own_marks = relative.get(prefix, {})
         base_name = item.get("extends")
         if base_name is None:
-            result = (item, own_marks)
+            result: tuple[dict[str, Any], tuple[Loc, ...]] = (item, ())
         else:
             where = source.where((*prefix, "extends"))
             if not isinstance(base_name, str) or base_name not in entries:
@@ -836,35 +835,22 @@ def resolve_templates(source: Source) -> Source:
             if base_name in stack:
                 cycle = " -> ".join((*stack[stack.index(base_name) :], name, base_name))
                 raise PathMapError(f"{where}: cycle between paths through extends: {cycle}")
-            base, base_marks = resolve(base_name, (*stack, name))
+            base, base_chain = resolve(base_name, (*stack, name))
             merged = _merge({k: v for k, v in base.items() if k not in ("id", "extends")}, item)
-            marks = {
-                loc: m for loc, m in base_marks.items() if loc[:1] not in (("id",), ("extends",))
-            }
-            marks.update(own_marks)
-            result = (merged, marks)
+            result = (merged, (entries[base_name][0], *base_chain))
         resolved[name] = result
         return result
 
     new_paths = list(paths)
-    new_marks = dict(source.marks)
+    redirects = dict(source.redirects)
     for i, item in enumerate(paths):
         if isinstance(item, dict) and "extends" in item and isinstance(item.get("id"), str):
-            merged, marks = resolve(item["id"], ())
+            merged, chain = resolve(item["id"], ())
             new_paths[i] = merged
-            for loc, m in marks.items():
-                new_marks.setdefault(("paths", i, *loc), m)
+            redirects[("paths", i)] = chain
     new_data = dict(data)
     new_data["paths"] = new_paths
-    return Source(source.file, new_data, new_marks)
-
-
-def _relative_marks(source: Source) -> dict[Loc, dict[Loc, Mark]]:
-    out: dict[Loc, dict[Loc, Mark]] = {}
-    for loc, mark in source.marks.items():
-        if len(loc) >= 2 and loc[0] in ("paths", "templates"):
-            out.setdefault(loc[:2], {})[loc[2:]] = mark
-    return out
+    return Source(source.file, new_data, source.marks, source.root, redirects)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

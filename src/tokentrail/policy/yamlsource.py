@@ -9,7 +9,7 @@ eating memory; files above a size limit are refused before parsing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,31 @@ class Mark:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A parsed YAML document with the location of each value."""
+    """A parsed YAML document with the location of each value.
+
+    Locations are looked up in the composed node tree when asked for (most values
+    never are), so reading a large map does not pay for a mark per value: a
+    mapping value is located at its key, a list item at the item. ``marks`` holds
+    explicit locations; ``redirects`` sends the locations of a path's inherited
+    values (``extends``) to the templates they came from, nearest first.
+    """
 
     file: str
     data: Any
-    marks: dict[Loc, Mark]
+    marks: dict[Loc, Mark] = field(default_factory=dict)
+    root: yaml.Node | None = None
+    redirects: dict[Loc, tuple[Loc, ...]] = field(default_factory=dict)
 
     def mark(self, loc: Loc) -> Mark:
         """The mark of ``loc``, or of its nearest located parent."""
+        if self.root is not None and loc not in self.marks:
+            found, depth = _lookup(self.root, loc)
+            if depth < len(loc) and len(loc) >= 2 and loc[:2] in self.redirects:
+                for base in self.redirects[loc[:2]]:
+                    inherited, got = _lookup(self.root, (*base, *loc[2:]))
+                    if got == len(base) + len(loc) - 2:
+                        return inherited
+            return found
         while loc not in self.marks and loc:
             loc = loc[:-1]
         return self.marks.get(loc, Mark(1, 1))
@@ -55,6 +72,33 @@ class Source:
     def where(self, loc: Loc) -> str:
         m = self.mark(loc)
         return f"{self.file}:{m.line}:{m.column}"
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _lookup(root: yaml.Node, loc: Loc) -> tuple[Mark, int]:
+    """The mark of the deepest prefix of ``loc`` in the tree, and that prefix's length."""
+    node, best = root, _mark(root)
+    for depth, part in enumerate(loc):
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    node, best = value_node, _mark(key_node)
+                    break
+            else:
+                return best, depth
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            node = node.value[part]
+            best = _mark(node)
+        else:
+            return best, depth
+    return best, len(loc)
 
 
 def read_yaml(path: Path) -> Source:
@@ -88,16 +132,15 @@ def parse_yaml(text: str, name: str = "<paths>") -> Source:
     if node is None:
         raise PathMapError(f"{name}:1:1: the document is empty")
     walker = _Walker(name)
-    data = walker.convert(node, (), 0)
-    return Source(name, data, walker.marks)
+    data = walker.convert(node, 0)
+    return Source(name, data, root=node)
 
 
 class _Walker:
-    """Turns a composed node graph into values, recording marks, under a budget."""
+    """Turns a composed node graph into values, under a budget."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.marks: dict[Loc, Mark] = {}
         self.budget = MAX_VALUES
         self.constructor = yaml.constructor.SafeConstructor()
 
@@ -105,14 +148,12 @@ class _Walker:
         m = node.start_mark
         return PathMapError(f"{self.name}:{m.line + 1}:{m.column + 1}: {message}")
 
-    def convert(self, node: yaml.Node, loc: Loc, depth: int) -> Any:
+    def convert(self, node: yaml.Node, depth: int) -> Any:
         self.budget -= 1
         if self.budget < 0:
             raise self._fail(node, f"expands to more than {MAX_VALUES} values (alias bomb?)")
         if depth > MAX_DEPTH:
             raise self._fail(node, f"nesting deeper than {MAX_DEPTH}")
-        if loc not in self.marks:  # a mapping value already has its key's mark
-            self.marks[loc] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
             return self._construct(node)
         if isinstance(node, yaml.MappingNode):
@@ -125,12 +166,9 @@ class _Walker:
                     raise self._fail(key_node, "keys must be strings")
                 if key in out:
                     raise self._fail(key_node, f"duplicate key {key!r}")
-                self.marks[(*loc, key)] = Mark(
-                    key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                )
-                out[key] = self.convert(value_node, (*loc, key), depth + 1)
+                out[key] = self.convert(value_node, depth + 1)
             return out
-        return [self.convert(item, (*loc, i), depth + 1) for i, item in enumerate(node.value)]
+        return [self.convert(item, depth + 1) for item in node.value]
 
     def _construct(self, node: yaml.Node) -> Any:
         if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
