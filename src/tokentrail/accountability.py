@@ -54,6 +54,17 @@ def build_report(store: Store, paths: PathMap, incident: Incident) -> dict[str, 
             seen = {r["seq"] for r in head}
             timeline.extend(head)
             timeline.extend(r for r in tail if r["seq"] not in seen)
+            # A session from a help-desk recovery: the recovery's own records (request,
+            # proofing, approvals, grant) tell which support action produced it.
+            recoveries = [
+                a
+                for a in root.ancestors
+                if (n := tx.get_node(a)) is not None and n.kind is NodeKind.RECOVERY_GRANT
+            ]
+            if recoveries:
+                timeline.extend(
+                    tx.audit_query(node_ids=recoveries, events=("recovery.",), limit=TIMELINE_HEAD)
+                )
             detections.extend(tx.lineage_audit(root.id, events=("detection.",), limit=1000))
             if incident.contained_at is not None:
                 rejected.extend(

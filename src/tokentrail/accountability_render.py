@@ -30,7 +30,8 @@ def _dur(seconds: float | None) -> str:
 def _summary(e: dict[str, Any]) -> str:
     d = e["data"]
     bits = []
-    for key in ("path", "reason", "response", "revoke", "kind", "aud", "scope", "incident"):
+    keys = ("path", "reason", "response", "revoke", "kind", "aud", "scope", "incident")
+    for key in (*keys, "recovery", "requester", "approvers"):
         if d.get(key):
             value = d[key]
             bits.append(f"{key}={','.join(value) if isinstance(value, list) else value}")

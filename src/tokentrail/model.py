@@ -21,6 +21,9 @@ class NodeKind(StrEnum):
     SESSION = "session"  # a login session: the root of one refresh-token family
     REFRESH_TOKEN = "refresh_token"
     ACCESS_TOKEN = "access_token"
+    #: A help-desk recovery request and the single-use grant it yields (tokentrail.recovery):
+    #: the parent of the session the subject redeems the grant for.
+    RECOVERY_GRANT = "recovery_grant"
 
 
 class ClientKind(StrEnum):

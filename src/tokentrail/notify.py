@@ -22,6 +22,7 @@ import json
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -90,10 +91,19 @@ class WebhookDeliverer:
 class Dispatcher:
     """Delivers due outbox messages; safe to run in several processes at once."""
 
-    def __init__(self, store: Store, deliverer: Deliverer, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        deliverer: Deliverer,
+        clock: Clock,
+        *,
+        prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
         self._store = store
         self._deliverer = deliverer
         self._clock = clock
+        #: Opens sealed values (recovery codes and grants) just before delivery.
+        self._prepare = prepare
 
     def run_once(self, *, limit: int = 100) -> int:
         """Try every due message once; returns how many were delivered."""
@@ -105,7 +115,10 @@ class Dispatcher:
             if msg["attempts"] >= MAX_ATTEMPTS:
                 continue
             try:
-                self._deliverer.deliver(msg["recipient"], msg["topic"], dict(msg["payload"]))
+                payload = dict(msg["payload"])
+                if self._prepare is not None:
+                    payload = self._prepare(payload)
+                self._deliverer.deliver(msg["recipient"], msg["topic"], payload)
             except (OSError, ValueError) as exc:
                 delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** int(msg["attempts"]))
                 with self._store.write() as tx:

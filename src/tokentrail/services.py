@@ -23,6 +23,7 @@ from tokentrail.oauth.mtls import CertificateAuthority
 from tokentrail.oauth.revocation import RevocationEndpoint
 from tokentrail.oauth.token_endpoint import TokenEndpoint
 from tokentrail.policy.paths import PathMap, load_path_map
+from tokentrail.recovery import Recovery
 from tokentrail.revocation_view import NodeRevocationView
 from tokentrail.sessions import Sessions
 from tokentrail.storage.store import Store
@@ -45,6 +46,8 @@ class Services:
     ledger: Ledger
     dispatcher: Dispatcher
     incidents: Incidents
+    #: Help-desk recovery: channels, requests, proofing, approvals, freezes.
+    recovery: Recovery
     #: RFC 8705 client-certificate checks (and the trust anchors a TLS server loads).
     mtls: CertificateAuthority | None = None
     #: Revocations followed from the table (started by the app's lifespan; docs/scaling.md).
@@ -98,6 +101,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         mtls=mtls,
         detections=authority.detections,
     )
+    recovery = Recovery(authority, key=crypto.derive_key(kek, b"tokentrail recovery v1"))
     return Services(
         settings=settings,
         clock=clock,
@@ -109,8 +113,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         sessions=Sessions(store, clock, horizon=authority.horizon),
         dpop=dpop,
         ledger=Ledger(store, kek, clock),
-        dispatcher=Dispatcher(store, _deliverer(settings), clock),
+        dispatcher=Dispatcher(store, _deliverer(settings), clock, prepare=recovery.unseal_payload),
         incidents=Incidents(store, clock, paths, horizon=authority.horizon),
+        recovery=recovery,
         token=TokenEndpoint(authority, authenticator, dpop),
         introspection=IntrospectionEndpoint(authority, authenticator),
         revocation=RevocationEndpoint(authority, authenticator),

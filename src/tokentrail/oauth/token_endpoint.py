@@ -17,6 +17,7 @@ from tokentrail.oauth.dpop import DPoPValidator
 from tokentrail.oauth.grants import TokenGrant
 from tokentrail.oauth.grants.client_credentials import ClientCredentialsGrant
 from tokentrail.oauth.grants.jwt_bearer import JwtBearerGrant
+from tokentrail.oauth.grants.recovery import RecoveryGrant
 from tokentrail.oauth.grants.refresh_token import RefreshTokenGrant
 from tokentrail.oauth.grants.token_exchange import TokenExchangeGrant
 from tokentrail.oauth.request import OAuthRequest
@@ -34,6 +35,7 @@ class TokenEndpoint:
             JwtBearerGrant(authority),
             RefreshTokenGrant(authority),
             TokenExchangeGrant(authority),
+            RecoveryGrant(authority),
         ]
         self.grants = {g.GRANT_TYPE: g for g in grants}
 

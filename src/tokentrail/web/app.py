@@ -22,6 +22,7 @@ from tokentrail.web.admin_api import admin_routes
 from tokentrail.web.feed import Broadcaster, feed_routes
 from tokentrail.web.oauth_routes import oauth_endpoint
 from tokentrail.web.ops import ops_routes, start_operations
+from tokentrail.web.recovery_api import recovery_routes
 from tokentrail.web.responses import error_response, json_response
 from tokentrail.web.sessions_api import session_routes
 from tokentrail.web.tls import ClientCertificateMiddleware, client_cert, middleware_options
@@ -82,6 +83,7 @@ def create_app(services: Services) -> Starlette:
             methods=["POST"],
         ),
         *admin_routes(services),
+        *recovery_routes(services),
         *session_routes(services),
         *ops_routes(services),  # /readyz, /metrics
         *feed_routes(services, broadcaster),  # /revocations, /revocations/feed
