@@ -81,7 +81,14 @@ class ClientAuthenticator:
         assertion: str | None = None
         try:
             method, client_id, secret, assertion = _presented(req)
-            with self._store.write() as tx:
+            # Only private_key_jwt writes (its jti, for replay protection); secrets and
+            # certificates are checked in a read transaction, which on SQLite neither
+            # queues on the writer lock nor waits for a WAL flush. Failures are audited
+            # in their own write below.
+            session = (
+                self._store.write() if method is AuthMethod.PRIVATE_KEY_JWT else self._store.read()
+            )
+            with session as tx:
                 auth = self._check(tx, req, method, client_id, secret, assertion, now)
             if auth.credential is None and not allow_public:
                 raise InvalidClient(
