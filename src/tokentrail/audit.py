@@ -66,3 +66,36 @@ RECORD_FIELDS = (
     "team_id",
     "data",
 )
+
+
+def canonical_from_row(
+    seq: int,
+    at: float,
+    event: str,
+    actor: str,
+    node_id: str | None,
+    client_id: str | None,
+    subject: str | None,
+    team_id: str | None,
+    data_json: str,
+) -> bytes:
+    """:func:`canonical` built from a stored row, with ``data`` as its stored canonical text.
+
+    Equal to ``canonical(record)`` whenever ``data_json`` is the canonical encoding of
+    ``data`` (JSON columns are written canonically); verification falls back to
+    :func:`canonical` when a row does not match, so a non-canonical text is never
+    wrongly reported as tampering.
+    """
+    d = _str
+    return (
+        f'{{"actor":{d(actor)},"at":{float.__repr__(at)},"client_id":{d(client_id)},'
+        f'"data":{data_json},"event":{d(event)},"node_id":{d(node_id)},"seq":{seq},'
+        f'"subject":{d(subject)},"team_id":{d(team_id)}}}'
+    ).encode()
+
+
+_encode = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses
+
+
+def _str(value: str | None) -> str:
+    return "null" if value is None else _encode(value)

@@ -14,17 +14,20 @@ the chain from some point on is caught by any checkpoint after that point.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tokentrail import crypto
-from tokentrail.audit import GENESIS, chain_hash
+from tokentrail.audit import GENESIS, RECORD_FIELDS, canonical_from_row, chain_hash
 from tokentrail.clock import Clock
 from tokentrail.storage.store import Store
 
 PURPOSE = "audit_checkpoint"
+#: Rows read per query while verifying.
+BATCH = 20_000
 _CONTEXT = b"tokentrail checkpoint key v1:"
 
 
@@ -143,74 +146,98 @@ class Ledger:
     def verify(
         self, *, progress: Callable[[int], None] | None = None, from_last_checkpoint: bool = False
     ) -> Verification:
-        """Walk the chain (or its part after the newest checkpoint) and check every link."""
+        """Walk the chain (or its part after the newest checkpoint) and check every link.
+
+        Rows are read in batches as plain tuples, and each record's hash is
+        recomputed over its stored canonical ``data`` text (re-encoding only a
+        row that does not match, to tell tampering from a non-canonical write).
+        """
         keys = {k["kid"]: k for k in self.public_keys()["keys"]}
         checkpoints = self.checkpoints()
+        total = len(checkpoints)
         for cp in checkpoints:
             jwk = keys.get(cp.kid)
             if jwk is None or not crypto.verify_detached(jwk, cp.signed_bytes(), cp.signature):
-                return Verification(
-                    False, 0, len(checkpoints), cp.seq, "checkpoint signature invalid"
-                )
-        by_seq = {cp.seq: cp for cp in checkpoints}
-        start = 0
+                return Verification(False, 0, total, cp.seq, "checkpoint signature invalid")
+        by_seq = {cp.seq: cp.hash for cp in checkpoints}
+        start = checkpoints[-1].seq - 1 if from_last_checkpoint and checkpoints else 0
         prev = GENESIS
-        if from_last_checkpoint and checkpoints:
-            start = checkpoints[-1].seq - 1
         count = 0
+        expected = start + 1
+        sha256 = hashlib.sha256
         with self._store.read() as tx:
-            rows: Iterator[dict[str, Any]] = tx.audit_rows(after_seq=max(start, 0))
-            expected = start + 1
             if start > 0:
                 # The link into the verified part: the record just before it.
-                before = next(tx.audit_rows(after_seq=start - 1), None)
-                if before is None or before["seq"] != start:
-                    return Verification(False, 0, len(checkpoints), start, "record missing")
-                prev = str(before["hash"])
-            for row in rows:
-                seq = int(row["seq"])
-                if seq != expected:
-                    return Verification(
-                        False,
-                        count,
-                        len(checkpoints),
-                        expected,
-                        "record missing (deleted) or sequence renumbered",
+                before = tx.audit_raw(after_seq=start - 1, limit=1)
+                if not before or before[0][0] != start:
+                    return Verification(False, 0, total, start, "record missing")
+                prev = str(before[0][10])
+            after = start
+            while True:
+                rows = tx.audit_raw(after_seq=after, limit=BATCH)
+                if not rows:
+                    break
+                for seq, at, event, actor, node, client, subject, team, data, link, digest in rows:
+                    if seq != expected:
+                        return Verification(
+                            False,
+                            count,
+                            total,
+                            expected,
+                            "record missing (deleted) or sequence renumbered",
+                        )
+                    if link != prev:
+                        return Verification(
+                            False, count, total, seq, "link to the previous record broken"
+                        )
+                    body = canonical_from_row(
+                        seq, at, event, actor, node, client, subject, team, data
                     )
-                if row["prev_hash"] != prev:
-                    return Verification(
-                        False, count, len(checkpoints), seq, "link to the previous record broken"
-                    )
-                if chain_hash(prev, row) != row["hash"]:
-                    return Verification(
-                        False,
-                        count,
-                        len(checkpoints),
-                        seq,
-                        "record content does not match its hash",
-                    )
-                mark = by_seq.get(seq)
-                if mark is not None and mark.hash != row["hash"]:
-                    return Verification(
-                        False,
-                        count,
-                        len(checkpoints),
-                        seq,
-                        "record differs from the signed checkpoint",
-                    )
-                prev = str(row["hash"])
-                expected += 1
-                count += 1
-                if progress is not None and count % 10_000 == 0:
-                    progress(count)
+                    if sha256(bytes.fromhex(prev) + body).hexdigest() != digest:
+                        record = dict(
+                            zip(
+                                RECORD_FIELDS,
+                                (
+                                    seq,
+                                    at,
+                                    event,
+                                    actor,
+                                    node,
+                                    client,
+                                    subject,
+                                    team,
+                                    json.loads(data) if data is not None else None,
+                                ),
+                                strict=True,
+                            )
+                        )
+                        if chain_hash(prev, record) != digest:
+                            return Verification(
+                                False,
+                                count,
+                                total,
+                                seq,
+                                "record content does not match its hash",
+                            )
+                    mark = by_seq.get(seq)
+                    if mark is not None and mark != digest:
+                        return Verification(
+                            False, count, total, seq, "record differs from the signed checkpoint"
+                        )
+                    prev = digest
+                    expected += 1
+                    count += 1
+                    if progress is not None and count % 10_000 == 0:
+                        progress(count)
+                after = int(rows[-1][0])
         last_seq = expected - 1
         if checkpoints and checkpoints[-1].seq > last_seq:
             return Verification(
                 False,
                 count,
-                len(checkpoints),
+                total,
                 last_seq + 1,
                 f"ledger truncated: it ends at {last_seq}, "
                 f"a checkpoint covers {checkpoints[-1].seq}",
             )
-        return Verification(True, count, len(checkpoints))
+        return Verification(True, count, total)

@@ -9,6 +9,7 @@ PostgreSQL goes through psycopg 3 with a connection pool.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,23 @@ from sqlalchemy import Engine, create_engine, event
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def canonical_json(value: Any) -> str:
+    """JSON columns are stored canonically (sorted keys, compact), so the audit ledger's
+    verification can hash a record's stored ``data`` text without re-encoding it."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def open_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     """Create an engine for ``url`` with tokentrail's connection settings."""
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=canonical_json,
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -44,7 +55,9 @@ def open_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=10, max_overflow=20, pool_pre_ping=True, json_serializer=canonical_json
+    )
 
 
 def _alembic_config() -> Config:

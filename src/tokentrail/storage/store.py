@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Text,
     and_,
     case,
+    cast,
     delete,
     func,
     insert,
@@ -762,6 +764,30 @@ class Tx:
             out.extend(dict(r._mapping) for r in rows)
         out.sort(key=lambda r: int(r["seq"]))
         return out[:limit]
+
+    def audit_raw(self, *, after_seq: int, limit: int) -> list[tuple[Any, ...]]:
+        """Rows for verification, as plain tuples with ``data`` as its stored JSON text:
+        (seq, at, event, actor, node_id, client_id, subject, team_id, data, prev_hash, hash)."""
+        a = t.audit.c
+        q = (
+            select(
+                a.seq,
+                a.at,
+                a.event,
+                a.actor,
+                a.node_id,
+                a.client_id,
+                a.subject,
+                a.team_id,
+                cast(a.data, Text),
+                a.prev_hash,
+                a.hash,
+            )
+            .where(a.seq > after_seq)
+            .order_by(a.seq)
+            .limit(limit)
+        )
+        return [tuple(r) for r in self.conn.execute(q)]
 
     def audit_rows(self, *, after_seq: int = 0) -> Iterator[dict[str, Any]]:
         """Every audit record from ``after_seq`` on, in order, streamed in batches."""
