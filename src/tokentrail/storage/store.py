@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     Connection,
     Engine,
+    MetaData,
+    String,
+    Table,
     Text,
     and_,
     case,
@@ -118,6 +122,10 @@ class Store:
         self.engine.dispose()
 
 
+#: Per-connection temporary table of one lineage's node ids (see materialize_lineage).
+_LINEAGE = Table("tt_lineage", MetaData(), Column("id", String(64), primary_key=True))
+
+
 def _descendant_ids(node_id: str) -> Any:
     """A recursive CTE (column ``id``) of every node below ``node_id`` in the DAG."""
     tree = (
@@ -151,6 +159,9 @@ class Tx:
     def __init__(self, conn: Connection, dialect: str) -> None:
         self.conn = conn
         self.dialect = dialect
+        #: The root whose descendants sit in the ``tt_lineage`` temporary table, and how many.
+        self._lineage_root: str | None = None
+        self._lineage_count = 0
         #: (seq, hash) of the newest audit record, once this transaction has read it.
         self._audit_tail: tuple[int, str] | None = None
         #: Revocations written in this transaction (for the store's hooks after commit).
@@ -584,13 +595,32 @@ class Tx:
         rows = self.conn.execute(select(t.incidents).order_by(t.incidents.c.opened_at))
         return [dict(r._mapping) for r in rows]
 
+    def materialize_lineage(self, node_id: str) -> int:
+        """Collect the descendants of ``node_id`` once into a temporary table.
+
+        The lineage queries below then join on it instead of re-walking the DAG
+        (a million descendants are walked once per report, not once per query).
+        Returns how many descendants there are.
+        """
+        if self._lineage_root == node_id:
+            return self._lineage_count
+        self.conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS tt_lineage (id VARCHAR(64) PRIMARY KEY)"
+        )
+        self.conn.exec_driver_sql("DELETE FROM tt_lineage")
+        tree = _descendant_ids(node_id)
+        self.conn.execute(insert(_LINEAGE).from_select(["id"], select(tree.c.id)))
+        count = self.conn.exec_driver_sql("SELECT count(*) FROM tt_lineage").scalar_one()
+        self._lineage_root, self._lineage_count = node_id, int(count)
+        return self._lineage_count
+
     def lineage_summary(self, node_id: str, *, at: float) -> list[dict[str, Any]]:
         """Descendants of ``node_id`` grouped by kind, path and client, counted in SQL.
 
         ``live`` counts those created before ``at`` and unexpired then; ``longest``
         is the latest expiry among them. Memory stays bounded whatever the count.
         """
-        tree = _descendant_ids(node_id)
+        self.materialize_lineage(node_id)
         live = and_(
             t.nodes.c.created_at <= at,
             or_(t.nodes.c.expires_at.is_(None), t.nodes.c.expires_at > at),
@@ -606,7 +636,7 @@ class Tx:
                 func.min(t.nodes.c.created_at).label("first"),
                 func.max(t.nodes.c.created_at).label("last"),
             )
-            .join(tree, t.nodes.c.id == tree.c.id)
+            .join(_LINEAGE, t.nodes.c.id == _LINEAGE.c.id)
             .group_by(t.nodes.c.kind, t.nodes.c.path_id, t.nodes.c.client_id)
         )
         return [dict(r._mapping) for r in rows]
@@ -622,8 +652,8 @@ class Tx:
         newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         """Audit records about ``node_id``, its descendants (or ``client_id``), in order."""
-        tree = _descendant_ids(node_id)
-        about = or_(t.audit.c.node_id == node_id, t.audit.c.node_id.in_(select(tree.c.id)))
+        self.materialize_lineage(node_id)
+        about = or_(t.audit.c.node_id == node_id, t.audit.c.node_id.in_(select(_LINEAGE.c.id)))
         if client_id is not None:
             about = or_(about, t.audit.c.client_id == client_id)
         q = select(t.audit).where(about)
@@ -639,16 +669,19 @@ class Tx:
         return [dict(r._mapping) for r in self.conn.execute(q.order_by(order).limit(limit))]
 
     def lineage_audiences(self, node_id: str) -> dict[str, int]:
-        """Audiences of the tokens below ``node_id`` with their counts, streamed."""
-        tree = _descendant_ids(node_id)
-        out: dict[str, int] = {}
-        result = self.conn.execution_options(stream_results=True, yield_per=5000).execute(
-            select(t.nodes.c.meta).join(tree, t.nodes.c.id == tree.c.id)
-        )
-        for (meta,) in result:
-            for aud in (meta or {}).get("aud", []):
-                out[aud] = out.get(aud, 0) + 1
-        return out
+        """Audiences of the tokens below ``node_id`` with their counts, grouped in SQL."""
+        self.materialize_lineage(node_id)
+        if self.dialect == "postgresql":
+            sql = (
+                "SELECT a, count(*) FROM nodes JOIN tt_lineage l ON nodes.id = l.id "
+                "CROSS JOIN LATERAL json_array_elements_text(nodes.meta -> 'aud') AS a GROUP BY a"
+            )
+        else:
+            sql = (
+                "SELECT j.value, count(*) FROM nodes JOIN tt_lineage l ON nodes.id = l.id, "
+                "json_each(nodes.meta, '$.aud') AS j GROUP BY j.value"
+            )
+        return {str(aud): int(n) for aud, n in self.conn.exec_driver_sql(sql)}
 
     # --- notification outbox --------------------------------------------------
 
