@@ -446,6 +446,7 @@ def render_section(
     order: Sequence[str],
     fresh: dict[str, str],
     previous: str | None,
+    section_id: str = SECTION_ID,
 ) -> str:
     """The whole generated section: machine block, then one block per module.
 
@@ -473,13 +474,13 @@ def render_section(
             parts += ["", block("block", name, f"{fresh[name]}\n\n{stamp(command)}")]
         elif previous and (old := extract_block(previous, "block", name)):
             parts += ["", old]
-    return block("generated", SECTION_ID, "\n".join(parts))
+    return block("generated", section_id, "\n".join(parts))
 
 
-def rewrite_doc(path: Path, section: str) -> None:
+def rewrite_doc(path: Path, section: str, section_id: str = SECTION_ID) -> None:
     """Replace the generated section in ``path`` (or append it), keeping the rest."""
     text = path.read_text(encoding="utf-8") if path.exists() else _DOC_HEAD
-    old = extract_block(text, "generated", SECTION_ID)
+    old = extract_block(text, "generated", section_id)
     if old is not None:
         text = text.replace(old, section)
     else:
@@ -488,7 +489,7 @@ def rewrite_doc(path: Path, section: str) -> None:
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
-def previous_section(path: Path) -> str | None:
+def previous_section(path: Path, section_id: str = SECTION_ID) -> str | None:
     if not path.exists():
         return None
-    return extract_block(path.read_text(encoding="utf-8"), "generated", SECTION_ID)
+    return extract_block(path.read_text(encoding="utf-8"), "generated", section_id)

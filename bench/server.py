@@ -109,8 +109,20 @@ class ServerProcess:
 
     @classmethod
     def start(
-        cls, data_dir: Path, *, log: Callable[[str], None] = print, timeout: float = 60.0
+        cls,
+        data_dir: Path,
+        *,
+        log: Callable[[str], None] = print,
+        timeout: float = 60.0,
+        source: Path | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> ServerProcess:
+        """Seed ``data_dir`` and start the server on it.
+
+        ``source`` runs the ``tokentrail`` package found in that folder (a ``src``
+        directory of another checkout, first on ``PYTHONPATH``) instead of the
+        installed one: how bench/ab.py compares two versions of the code.
+        """
         worker, gateway = seed(data_dir)
         port = free_port()
         cmd = [
@@ -122,9 +134,12 @@ class ServerProcess:
             "127.0.0.1",
             "--port",
             str(port),
+            *extra_args,
         ]
         log_path = data_dir / "serve.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENTRAIL_")}
+        if source is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
         with log_path.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         base_url = f"http://127.0.0.1:{port}"
