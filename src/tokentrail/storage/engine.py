@@ -38,6 +38,10 @@ def open_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             json_serializer=canonical_json,
+            # One connection per request thread (Starlette runs up to 40): requests
+            # never queue for a connection behind readers; SQLite connections are cheap.
+            pool_size=48,
+            max_overflow=0,
         )
 
         @event.listens_for(engine, "connect")
