@@ -92,6 +92,24 @@ class TestDefaults:
         assert rec.event == "detection.post_rotation_use"
         assert rec.node_id == reg.credential_id
 
+    def test_detection_without_a_path_notifies_the_clients_team(
+        self, http: TestClient, make: Factory, services: Services
+    ) -> None:
+        """A burst of failed authentications is recorded under, and sent to, the client's team."""
+        reg = make.client(team="payments")
+        for _ in range(5):
+            http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(reg.client_id, "wrong"),
+            )
+        (rec,) = _records(services)
+        assert rec.team_id == "payments"
+        with services.store.read() as tx:
+            (msg,) = tx.notifications()
+        assert msg["recipient"] == "team:payments"
+        assert msg["payload"]["owner"] == "payments"
+
     def test_defaults_cover_every_kind(self) -> None:
         """Every detection kind has a default response."""
         assert set(DEFAULT_RESPONSE) == set(DetectionKind)

@@ -110,6 +110,10 @@ class Detections:
     ) -> Fired:
         now = self._clock.now()
         path_id = path_id or (node.path_id if node else None)
+        team_id = team_id or (node.team_id if node else None)
+        if team_id is None and client_id is not None:
+            client = tx.get_client(client_id)
+            team_id = client.team_id if client is not None else None
         response = self.response_for(kind, path_id)
         target = self._target(tx, response, node)
         tx.append_audit(
@@ -119,7 +123,7 @@ class Detections:
             node_id=node.id if node else None,
             client_id=client_id or (node.client_id if node else None),
             subject=subject or (node.subject if node else None),
-            team_id=team_id or (node.team_id if node else None),
+            team_id=team_id,
             data={
                 "kind": kind.value,
                 "severity": SEVERITY[kind],
@@ -130,7 +134,7 @@ class Detections:
             },
         )
         if response is not Response.RECORD:
-            self._notify(tx, kind, path_id, node, evidence, now)
+            self._notify(tx, kind, path_id, node, evidence, now, team_id)
         if target is not None:
             revoke(
                 tx,
@@ -166,11 +170,17 @@ class Detections:
         node: Node | None,
         evidence: dict[str, Any] | None,
         now: float,
+        team_id: str | None,
     ) -> None:
         path = self._paths.get(path_id) if path_id else None
-        owner = path.owners.detection if path is not None else None
+        # The path's detection owner; a signal tied to no path (a client's failed
+        # authentications, a rotated-out credential) goes to the client's own team.
+        owner = path.owners.detection if path is not None else team_id
         team = self._paths.teams.get(owner) if owner else None
-        recipient = (team.contact or f"team:{team.id}") if team else "team:unassigned"
+        if team is not None:
+            recipient = team.contact or f"team:{team.id}"
+        else:
+            recipient = f"team:{owner}" if owner else "team:unassigned"
         tx.enqueue(
             topic=f"detection.{kind.value}",
             recipient=recipient,
