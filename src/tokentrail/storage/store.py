@@ -122,6 +122,12 @@ class Store:
         self.engine.dispose()
 
 
+#: Statements of the issuance hot path, built once: SQLAlchemy caches their compiled
+#: form, and parameters go in as plain dicts (no per-call expression building).
+_INSERT_NODE = insert(t.nodes)
+_INSERT_EDGE = insert(t.edges)
+_INSERT_AUDIT = insert(t.audit)
+
 #: Per-connection temporary table of one lineage's node ids (see materialize_lineage).
 _LINEAGE = Table("tt_lineage", MetaData(), Column("id", String(64), primary_key=True))
 
@@ -309,28 +315,28 @@ class Tx:
     # --- lineage nodes -------------------------------------------------------
 
     def insert_node(self, node: Node, *, token_hash: str | None = None) -> None:
-        """Record a node and its edges to its parents."""
+        """Record a node and its edges to its parents (hot path: prebuilt statements)."""
         self.conn.execute(
-            insert(t.nodes).values(
-                id=node.id,
-                kind=node.kind.value,
-                path_id=node.path_id,
-                client_id=node.client_id,
-                subject=node.subject,
-                team_id=node.team_id,
-                parents=list(node.parents),
-                ancestors=list(node.ancestors),
-                created_at=node.created_at,
-                expires_at=node.expires_at,
-                meta=node.meta,
-                token_hash=token_hash,
-                used_at=node.used_at,
-            )
+            _INSERT_NODE,
+            {
+                "id": node.id,
+                "kind": node.kind.value,
+                "path_id": node.path_id,
+                "client_id": node.client_id,
+                "subject": node.subject,
+                "team_id": node.team_id,
+                "parents": list(node.parents),
+                "ancestors": list(node.ancestors),
+                "created_at": node.created_at,
+                "expires_at": node.expires_at,
+                "meta": node.meta,
+                "token_hash": token_hash,
+                "used_at": node.used_at,
+            },
         )
         if node.parents:
             self.conn.execute(
-                insert(t.edges),
-                [{"parent_id": p, "child_id": node.id} for p in node.parents],
+                _INSERT_EDGE, [{"parent_id": p, "child_id": node.id} for p in node.parents]
             )
 
     def insert_node_if_absent(self, node: Node) -> bool:
@@ -899,7 +905,7 @@ class Tx:
             "data": data or {},
         }
         digest = chain_hash(prev, record)
-        self.conn.execute(insert(t.audit).values(**record, prev_hash=prev, hash=digest))
+        self.conn.execute(_INSERT_AUDIT, {**record, "prev_hash": prev, "hash": digest})
         self._audit_tail = (seq, digest)
         return seq
 
