@@ -398,3 +398,35 @@ def test_janitor_runs_while_serving(services: Services, monkeypatch: pytest.Monk
             threading.Event().wait(0.05)
             deadline -= 0.05
     assert len(passes) >= 3
+
+
+# --- several nodes, one outbox -------------------------------------------------------------
+
+
+def test_two_nodes_deliver_each_notification_once(services: Services) -> None:
+    """Dispatchers of two nodes draining one outbox deliver every message exactly once."""
+    from tokentrail.notify import Dispatcher
+
+    delivered: list[str] = []
+
+    class Recorder:
+        def deliver(self, recipient: str, topic: str, payload: dict[str, Any]) -> None:
+            delivered.append(payload["n"])
+
+    now = services.clock.now()
+    with services.store.write() as tx:
+        for n in range(20):
+            tx.enqueue(topic="t", recipient="team:x", payload={"n": str(n)}, at=now)
+    nodes = [Dispatcher(services.store, Recorder(), services.clock) for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def drain(d: Dispatcher) -> None:
+        barrier.wait()
+        d.run_once()
+
+    threads = [threading.Thread(target=drain, args=(d,)) for d in nodes]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(WAIT)
+    assert sorted(delivered, key=int) == [str(n) for n in range(20)]

@@ -35,6 +35,8 @@ BACKOFF_BASE = 5.0
 BACKOFF_CAP = 3600.0
 #: After this many failures a message stays undelivered (and visible) for an operator.
 MAX_ATTEMPTS = 12
+#: A node that claimed a message and died is replaced after this long (at-least-once).
+CLAIM_SECONDS = 120.0
 
 
 class Deliverer(Protocol):
@@ -114,6 +116,9 @@ class Dispatcher:
         for msg in due:
             if msg["attempts"] >= MAX_ATTEMPTS:
                 continue
+            with self._store.write() as tx:  # one node delivers it; others skip it
+                if not tx.claim_notification(msg["id"], now=now, until=now + CLAIM_SECONDS):
+                    continue
             try:
                 payload = dict(msg["payload"])
                 if self._prepare is not None:

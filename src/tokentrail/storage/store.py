@@ -727,6 +727,20 @@ class Tx:
             update(t.outbox).where(t.outbox.c.id == notification_id).values(delivered_at=at)
         )
 
+    def claim_notification(self, notification_id: int, *, now: float, until: float) -> bool:
+        """Take a due message for delivery until ``until``; False if another node has it
+        (or it was delivered). Several servers drain one outbox without sending twice."""
+        res = self.conn.execute(
+            update(t.outbox)
+            .where(
+                t.outbox.c.id == notification_id,
+                t.outbox.c.delivered_at.is_(None),
+                t.outbox.c.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=until)
+        )
+        return res.rowcount == 1
+
     def mark_failed(self, notification_id: int, *, error: str, retry_at: float) -> None:
         self.conn.execute(
             update(t.outbox)
