@@ -207,6 +207,23 @@ class TestSelfService:
         r = http.get("/sessions", headers={"Authorization": f"DPoP {at}", "DPoP": no_ath})
         assert r.json()["error"] == "invalid_dpop_proof"
 
+    def test_invalid_proof_is_401(
+        self, http: TestClient, portal: Any, idp: Upstream, clock: FrozenClock
+    ) -> None:
+        """RFC 9449 §7.1: a bad proof for a DPoP-bound token at the session API answers 401."""
+        key = new_key()
+        at = login(
+            http,
+            portal,
+            idp,
+            "alice",
+            DPoP=proof(key, "POST", f"{ISSUER}/oauth/token", iat=clock.now()),
+        )["access_token"]
+        wrong = proof(new_key(), "GET", f"{ISSUER}/sessions", iat=clock.now(), access_token=at)
+        r = http.get("/sessions", headers={"Authorization": f"DPoP {at}", "DPoP": wrong})
+        assert r.status_code == 401
+        assert r.headers["WWW-Authenticate"].startswith('DPoP error="invalid_dpop_proof"')
+
     def test_bearer_token_sent_as_dpop_refused(
         self, http: TestClient, portal: Any, idp: Upstream
     ) -> None:
@@ -370,3 +387,32 @@ class TestAssuranceAndNetworks:
             auth=(portal.client_id, portal.secret),
         )
         assert r.status_code == 200
+
+
+class TestNonceAtTheSessionApi:
+    @pytest.fixture
+    def settings(self, tmp_path: Any, db_url: str | None) -> Any:
+        from tokentrail.config import Settings
+
+        return Settings(
+            data_dir=tmp_path / "data", db_url=db_url, issuer=ISSUER, dpop_require_nonce=True
+        )
+
+    def test_nonce_request_is_401(
+        self, http: TestClient, portal: Any, idp: Upstream, services: Services, clock: FrozenClock
+    ) -> None:
+        """RFC 9449 §9: the session API asks for a nonce with 401 use_dpop_nonce and DPoP-Nonce."""
+        key = new_key()
+        nonce = services.dpop.nonces.current()
+        at = login(
+            http,
+            portal,
+            idp,
+            "alice",
+            DPoP=proof(key, "POST", f"{ISSUER}/oauth/token", iat=clock.now(), nonce=nonce),
+        )["access_token"]
+        bare = proof(key, "GET", f"{ISSUER}/sessions", iat=clock.now(), access_token=at)
+        r = http.get("/sessions", headers={"Authorization": f"DPoP {at}", "DPoP": bare})
+        assert r.status_code == 401
+        assert r.json()["error"] == "use_dpop_nonce"
+        assert r.headers["DPoP-Nonce"] == nonce

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from tokentrail.crypto import DPOP_ALGORITHMS
 from tokentrail.errors import InvalidToken, OAuthError
 from tokentrail.oauth.access_token import lineage
-from tokentrail.oauth.dpop import InvalidDPoPProof
+from tokentrail.oauth.dpop import InvalidDPoPProof, UseDPoPNonce
 from tokentrail.services import Services
 
 
@@ -28,6 +28,18 @@ class TokenRequired(OAuthError):
         desc = f', error_description="{self.description}"' if self.description else ""
         algs = " ".join(DPOP_ALGORITHMS)  # RFC 9449 §7.1: every algorithm proofs may use
         return {"WWW-Authenticate": f'Bearer error="invalid_token"{desc}, DPoP algs="{algs}"'}
+
+
+class ProofRefused(InvalidDPoPProof):
+    """RFC 9449 §7.1: at a protected resource an invalid proof is a 401, not a 400."""
+
+    status = 401
+
+
+class ResourceNonce(UseDPoPNonce):
+    """RFC 9449 §9: a protected resource asks for a nonce with a 401."""
+
+    status = 401
 
 
 def authenticate_token(services: Services, request: Request) -> dict[str, Any]:
@@ -50,14 +62,18 @@ def authenticate_token(services: Services, request: Request) -> dict[str, Any]:
         proofs = request.headers.getlist("dpop")
         if scheme != "dpop" or len(proofs) != 1:
             raise TokenRequired("this token is DPoP-bound: send it as DPoP with a proof")
-        proof = services.dpop.validate(
-            proofs[0],
-            method=request.method,
-            url=services.settings.issuer + request.url.path,
-            access_token=token,
-        )
+        try:
+            proof = services.dpop.validate(
+                proofs[0],
+                method=request.method,
+                url=services.settings.issuer + request.url.path,
+                access_token=token,
+                error=ProofRefused,
+            )
+        except UseDPoPNonce as exc:
+            raise ResourceNonce(exc.nonce) from exc
         if proof.jkt != jkt:
-            raise InvalidDPoPProof("the proof's key is not the one the token is bound to")
+            raise ProofRefused("the proof's key is not the one the token is bound to")
     elif scheme == "dpop":
         raise TokenRequired("this token is not DPoP-bound: send it as Bearer")
     return claims
