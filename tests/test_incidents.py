@@ -293,3 +293,27 @@ class TestInterfaces:
         )
         assert r.status_code == 403
         assert _active(http, story["billing"], story["tokens"][1])
+
+    def test_admin_api_subject_or_login_needs_admin(
+        self, http: TestClient, services: Services, make: Factory, clock: FrozenClock
+    ) -> None:
+        """Sessions of a person span teams: a team's responder cannot contain a subject or login."""
+        make.team("app-team")
+        portal = make.client(paths=["federated-login"], team="app-team")
+        r = http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": Upstream(services, clock).assertion("alice"),
+            },
+            auth=(portal.client_id, portal.secret),
+        )
+        login = services.authority.tokens.verify(r.json()["access_token"])["tt_anc"][-1]
+        _, key = services.admin.create_admin_key(
+            team="app-team", roles=["responder"], name="r", actor="t"
+        )
+        auth = {"Authorization": f"Bearer {key}"}
+        for body in ({"subject": "alice"}, {"node": login}):
+            r = http.post("/admin/incidents", headers=auth, json={"reason": "x", **body})
+            assert r.status_code == 403, body
+        assert len(services.sessions.live("alice")) == 1

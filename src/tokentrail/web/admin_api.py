@@ -317,13 +317,25 @@ class IncidentNodeIn(_Body):
     node: str = Field(min_length=1)
 
 
+def _may_contain(s: Services, key: AdminKey, node_id: str) -> None:
+    """Containing a node revokes it: the key needs what ``POST /admin/nodes/{id}/revoke`` needs.
+
+    A node of no team (an upstream login, whose sessions span teams) needs the admin role.
+    """
+    with s.store.read() as tx:
+        node = tx.get_node(node_id)
+    if node is not None:
+        _same_team(key, node.team_id)
+
+
 def _open_incident(s: Services, key: AdminKey, _r: Request, body: IncidentIn) -> Any:
     target = body.credential or body.node
-    if target is not None and "admin" not in key.roles:
-        with s.store.read() as tx:
-            node = tx.get_node(target)
-        if node is not None and node.team_id is not None:
-            _same_team(key, node.team_id)
+    if "admin" not in key.roles:
+        if body.subject is not None:
+            # A subject's sessions and upstream logins span teams.
+            raise Forbidden("an incident on a subject needs the admin role")
+        if target is not None:
+            _may_contain(s, key, target)
     inc = s.incidents.open(
         credential=body.credential,
         node=body.node,
@@ -335,11 +347,7 @@ def _open_incident(s: Services, key: AdminKey, _r: Request, body: IncidentIn) ->
 
 
 def _add_incident_node(s: Services, key: AdminKey, request: Request, body: IncidentNodeIn) -> Any:
-    if "admin" not in key.roles:  # containing a node revokes it: the same rule as opening
-        with s.store.read() as tx:
-            node = tx.get_node(body.node)
-        if node is not None and node.team_id is not None:
-            _same_team(key, node.team_id)
+    _may_contain(s, key, body.node)
     return s.incidents.add(
         request.path_params["incident_id"], body.node, actor=_actor(key)
     ).as_dict()
