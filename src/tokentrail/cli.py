@@ -269,6 +269,10 @@ def serve(
                 "log_level": "warning",
                 "log_config": logging_config,
                 "timeout_graceful_shutdown": graceful_timeout,
+                # Peer addresses are the connection's own: X-Forwarded-For is not
+                # believed (network-bound sessions would be spoofable); proxies are
+                # trusted only through mtls_trusted_proxies.
+                "proxy_headers": False,
                 **options,
             }
             if workers == 1:
