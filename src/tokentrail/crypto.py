@@ -752,5 +752,5 @@ def verify_detached(public_jwk: dict[str, Any], data: bytes, signature: str) -> 
 
 
 def sign_jwt(key: SigningKey, claims: dict[str, Any]) -> str:
-    """A compact JWT (``typ: JWT``) signed with ``key``: for tools that play an identity provider."""
+    """A compact JWT (``typ: JWT``) signed with ``key``, for tools playing an identity provider."""
     return TokenSigner(key, typ="JWT").sign(claims)
