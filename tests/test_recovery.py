@@ -1108,3 +1108,49 @@ def test_forbidden_is_the_refusal_type(desk: Desk) -> None:
     cli = Actor("cli:root", None, ())
     assert desk.services.recovery.status(cli, rid)["id"] == rid
     assert desk.services.recovery.find(cli, subject="alice")[0]["id"] == rid
+
+
+def test_incident_on_subject_stops_a_pending_recovery(desk: Desk) -> None:
+    """An incident on the subject revokes a granted, unredeemed recovery: it opens no session."""
+    rid, grant = desk.granted()
+    incident = desk.services.incidents.open(subject="alice", reason="takeover", actor="test")
+    assert rid in incident.nodes
+    r = desk.redeem(grant)
+    assert r.json()["error_description"] == "recovery grant has been revoked"
+    view = desk.api("support", "GET", f"/admin/recovery/requests/{rid}").json()
+    assert view["state"] == "cancelled"
+    assert view["close_reason"] == "its lineage node was revoked"
+
+
+def test_revoked_request_refuses_further_steps(desk: Desk) -> None:
+    """A request whose node was revoked from outside is cancelled at its next step."""
+    rid = desk.opened()
+    desk.services.admin.revoke(rid, reason="operator", actor="test")
+    r = desk.proof(rid, code=desk.code(rid))
+    assert r.status_code == 409
+    assert "was revoked" in r.json()["error_description"]
+    assert desk.row(rid)["state"] == "cancelled"
+
+
+def test_transition_guards(desk: Desk) -> None:
+    """Transitions follow the table and compare-and-set on the stored state."""
+    from tokentrail.recovery import transition
+
+    rid = desk.opened()
+    now = desk.clock.now()
+    with desk.services.store.write() as tx:
+        row = tx.get_recovery(rid)
+        assert row is not None
+        with pytest.raises(Conflict, match="cannot become granted"):
+            transition(tx, dict(row), State.GRANTED, now)
+        stale = {**row, "state": "proofing"}
+        with pytest.raises(Conflict, match="changed meanwhile"):
+            transition(tx, stale, State.AWAITING_APPROVAL, now)
+
+
+def test_support_delivery_path_refused(custom: Callable[..., Desk]) -> None:
+    """A path that would hand the grant to support is refused: grants go to the subject only."""
+    d = custom(("      delivery: subject\n", "      delivery: support\n"))
+    r = d.open()
+    assert r.status_code == 400
+    assert "TT-REC-001" in r.json()["error_description"]

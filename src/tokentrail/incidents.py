@@ -23,6 +23,7 @@ from tokentrail.errors import Conflict, NotFound
 from tokentrail.lineage import revoke
 from tokentrail.model import NodeKind
 from tokentrail.policy.paths import Function, PathMap
+from tokentrail.recovery import OPEN_STATES
 from tokentrail.storage.store import Store, Tx
 
 
@@ -195,6 +196,8 @@ class Incidents:
             logins = tx.nodes_of_subject(target, NodeKind.CREDENTIAL)
             sessions = tx.nodes_of_subject(target, NodeKind.SESSION, live_at=now)
             found = [n.id for n in logins if n.client_id is None] + [n.id for n in sessions]
+            # Help-desk recoveries under way: a grant not yet redeemed must open no session.
+            found += [r["id"] for r in tx.list_recoveries(subject=target, states=OPEN_STATES)]
             if not found:
                 raise NotFound(f"no sessions or logins of subject {target!r}")
             return found

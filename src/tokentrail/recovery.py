@@ -896,6 +896,24 @@ class Recovery:
         if row is None:
             raise NotFound(f"no recovery request {request_id!r}")
         path, rec = recovery_path(self._a, row["path_id"])
+        if not State(row["state"]).terminal and tx.first_revoked([row["id"]]):
+            # Revoked from outside (an incident on the subject, `tokentrail revoke`).
+            why = "its lineage node was revoked"
+            transition(
+                tx, row, State.CANCELLED, now, closed_by="tokentrail:recovery", close_reason=why
+            )
+            tx.append_audit(
+                Event.CANCELLED,
+                at=now,
+                actor="tokentrail:recovery",
+                node_id=row["id"],
+                client_id=row["client_id"],
+                subject=row["subject"],
+                team_id=row["team_id"],
+                data={"request": row["id"], "path": row["path_id"], "reason": why},
+            )
+            if strict:
+                raise Deferred(Conflict(f"recovery request {request_id} was revoked"))
         if not State(row["state"]).terminal and row["expires_at"] <= now:
             expire(tx, row, now)
             if strict:
