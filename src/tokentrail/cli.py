@@ -256,7 +256,8 @@ def serve(
     )
     notice(
         f"tokentrail listening on {scheme}://{host}:{port}  issuer={services.settings.issuer}  "
-        f"paths={paths}  db={'sqlite' if db is None else 'postgresql'}  workers={workers}"
+        f"paths={paths}  db={'sqlite' if db is None else 'postgresql'}"
+        + (f"  workers={workers}" if workers > 1 else "")
     )
     try:
         with ExitStack() as stack:

@@ -271,7 +271,7 @@ class NodeRevocationView:
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         thread, self._thread = self._thread, None
         if thread is None:
             return

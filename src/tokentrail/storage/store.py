@@ -509,13 +509,17 @@ class Tx:
         Revocations of nodes without an expiry (credentials) stay: their row is
         what keeps the credential dead.
         """
-        expired = select(t.nodes.c.id).where(
-            t.nodes.c.expires_at.is_not(None), t.nodes.c.expires_at <= now
+        expired = (
+            select(t.nodes.c.id)
+            .where(
+                t.nodes.c.id == t.revocations.c.node_id,
+                t.nodes.c.expires_at.is_not(None),
+                t.nodes.c.expires_at <= now,
+            )
+            .exists()
         )
         res = self.conn.execute(
-            delete(t.revocations).where(
-                t.revocations.c.matters_until <= now, t.revocations.c.node_id.in_(expired)
-            )
+            delete(t.revocations).where(t.revocations.c.matters_until <= now, expired)
         )
         return int(res.rowcount)
 

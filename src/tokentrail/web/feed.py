@@ -78,6 +78,10 @@ class Broadcaster:
     """Wakes every feed stream of one event loop when the revocation view moves on."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh events for a new serving run (each event loop needs its own)."""
         self.event = asyncio.Event()
         #: Set when the server shuts down: streams end so in-flight work can finish.
         self.closing = asyncio.Event()

@@ -144,6 +144,7 @@ async def start_operations(
     """Start what runs beside the requests; returns the coroutine function that stops it."""
     loop = asyncio.get_running_loop()
     view = services.revocation_view
+    broadcaster.reset()
 
     def wake() -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed
