@@ -158,9 +158,9 @@ def feed_routes(services: Services, broadcaster: Broadcaster) -> list[Route]:
         return run
 
     async def catch_up(request: Request) -> Response:
+        await run_in_threadpool(authorize, services, request)
         limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         since = _int_param(request, "since", 0, 0, 2**62)
-        await run_in_threadpool(authorize, services, request)
         entries, upto, now = await run_in_threadpool(_read_page, services, since, limit)
         return json_response(
             {
@@ -173,8 +173,8 @@ def feed_routes(services: Services, broadcaster: Broadcaster) -> list[Route]:
         )
 
     async def stream(request: Request) -> Response:
-        since = _since(request)
         claims = await run_in_threadpool(authorize, services, request)
+        since = _since(request)
         own = frozenset(lineage(claims))
         expires = float(claims["exp"])
         return StreamingResponse(
