@@ -294,6 +294,21 @@ class TestInterfaces:
         assert r.status_code == 403
         assert _active(http, story["billing"], story["tokens"][1])
 
+    def test_admin_api_add_unknown_node_is_404(
+        self, http: TestClient, services: Services, story: Any
+    ) -> None:
+        """Adding a node that does not exist answers 404, whatever the key's team."""
+        inc = services.incidents.open(node=story["gateway"].credential_id, reason="x", actor="t")
+        _, key = services.admin.create_admin_key(
+            team="platform-iam", roles=["responder"], name="soc", actor="t"
+        )
+        r = http.post(
+            f"/admin/incidents/{inc.id}/nodes",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"node": "cred_nope"},
+        )
+        assert r.status_code == 404
+
     def test_admin_api_subject_or_login_needs_admin(
         self, http: TestClient, services: Services, make: Factory, clock: FrozenClock
     ) -> None:
