@@ -115,6 +115,20 @@ def test_gives_up_after_max_attempts(services: Services, clock: FrozenClock) -> 
     assert msg["delivered_at"] is None
 
 
+def test_given_up_messages_do_not_starve_newer_ones(services: Services, tmp_path: Path) -> None:
+    """Messages past MAX_ATTEMPTS are skipped by the query, so a small batch still delivers."""
+    _enqueue(services, 3)
+    with services.store.write() as tx:
+        dead = [m["id"] for m in tx.notifications()][:2]
+        for _ in range(MAX_ATTEMPTS):
+            for i in dead:
+                tx.mark_failed(i, error="down", retry_at=0.0)
+    path = tmp_path / "n.jsonl"
+    dispatcher = Dispatcher(services.store, FileDeliverer(path), services.clock)
+    assert dispatcher.run_once(limit=1) == 1
+    assert [json.loads(x)["payload"]["i"] for x in path.read_text().splitlines()] == [2]
+
+
 def test_webhook_url_must_be_http() -> None:
     """Only http(s) webhook URLs are accepted."""
     with pytest.raises(ValueError, match="http"):

@@ -111,11 +111,11 @@ class Dispatcher:
         """Try every due message once; returns how many were delivered."""
         now = self._clock.now()
         with self._store.read() as tx:
-            due = tx.due_notifications(now=now, limit=limit)
+            # Given-up messages stay visible but must not fill the batch: they would
+            # starve every newer message once there are ``limit`` of them.
+            due = tx.due_notifications(now=now, limit=limit, max_attempts=MAX_ATTEMPTS)
         delivered = 0
         for msg in due:
-            if msg["attempts"] >= MAX_ATTEMPTS:
-                continue
             with self._store.write() as tx:  # one node delivers it; others skip it
                 if not tx.claim_notification(msg["id"], now=now, until=now + CLAIM_SECONDS):
                     continue

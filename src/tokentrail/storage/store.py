@@ -711,10 +711,17 @@ class Tx:
         assert key is not None
         return int(key[0])
 
-    def due_notifications(self, *, now: float, limit: int = 100) -> list[dict[str, Any]]:
+    def due_notifications(
+        self, *, now: float, max_attempts: int, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Undelivered messages due now, oldest first, leaving out the given-up ones."""
         rows = self.conn.execute(
             select(t.outbox)
-            .where(t.outbox.c.delivered_at.is_(None), t.outbox.c.next_attempt_at <= now)
+            .where(
+                t.outbox.c.delivered_at.is_(None),
+                t.outbox.c.next_attempt_at <= now,
+                t.outbox.c.attempts < max_attempts,
+            )
             .order_by(t.outbox.c.id)
             .limit(limit)
         )
