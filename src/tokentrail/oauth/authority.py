@@ -24,6 +24,7 @@ from tokentrail.model import Client, CredentialKind, Node, NodeKind
 from tokentrail.oauth.access_token import AccessTokens
 from tokentrail.oauth.binding import UNBOUND, Binding
 from tokentrail.oauth.dpop import InvalidDPoPProof
+from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.policy.paths import Grant, PathMap, PathSpec
 from tokentrail.storage.store import Store, Tx
 
@@ -242,6 +243,42 @@ class Authority:
             },
         )
         return Minted(token, node, claims)
+
+    def mint_session_tokens(
+        self,
+        tx: Tx,
+        *,
+        path: PathSpec,
+        client: Client,
+        session: Node,
+        subject: str,
+        audience: list[str],
+        scope: list[str],
+        binding: Binding,
+        now: float,
+    ) -> tuple[Minted, str | None]:
+        """A new session's first tokens: its refresh token (if the path refreshes) and an
+        access token under it, both bounded by the session's lifetime."""
+        parent = session
+        refresh_secret = None
+        if path.refresh is not None:
+            refresh_secret, parent = mint_refresh_token(
+                tx, path=path, client=client, session=session, now=now
+            )
+        minted = self.mint_access_token(
+            tx,
+            path=path,
+            client=client,
+            subject=subject,
+            parents=[parent],
+            audience=audience,
+            scope=scope,
+            now=now,
+            event=Event.TOKEN_ISSUED,
+            binding=binding,
+            expires_at=session.expires_at,
+        )
+        return minted, refresh_secret
 
 
 def token_response(

@@ -25,7 +25,6 @@ from tokentrail.model import CredentialKind, Node, NodeKind, TrustedIssuer
 from tokentrail.oauth.authority import Authority, token_response
 from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
-from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import Grant
 from tokentrail.sessions import network_allowed, session_limits
@@ -137,24 +136,16 @@ class JwtBearerGrant:
                 team_id=client.team_id,
                 data={"path": path.id, "issuer": issuer, "expires_at": session.expires_at},
             )
-            parent = session
-            refresh_secret = None
-            if path.refresh is not None:
-                refresh_secret, parent = mint_refresh_token(
-                    tx, path=path, client=client, session=session, now=now
-                )
-            minted = a.mint_access_token(
+            minted, refresh_secret = a.mint_session_tokens(
                 tx,
                 path=path,
                 client=client,
+                session=session,
                 subject=subject,
-                parents=[parent],
                 audience=audience,
                 scope=scope,
-                now=now,
-                event=Event.TOKEN_ISSUED,
                 binding=binding,
-                expires_at=session.expires_at,
+                now=now,
             )
         return token_response(minted, now=now, refresh_token=refresh_secret)
 

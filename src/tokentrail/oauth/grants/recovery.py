@@ -44,7 +44,6 @@ from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
 from tokentrail.oauth.dpop import InvalidDPoPProof
 from tokentrail.oauth.grants.jwt_bearer import session_binding
-from tokentrail.oauth.refresh_tokens import mint_refresh_token
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import DetectionKind, PathSpec, RecoveryPolicy
 from tokentrail.recovery import (
@@ -235,24 +234,16 @@ class RecoveryGrant:
                 "approvers": approvers,
             },
         )
-        parent = session
-        refresh_secret = None
-        if path.refresh is not None:
-            refresh_secret, parent = mint_refresh_token(
-                tx, path=path, client=client, session=session, now=now
-            )
-        minted = a.mint_access_token(
+        minted, refresh_secret = a.mint_session_tokens(
             tx,
             path=path,
             client=client,
+            session=session,
             subject=subject,
-            parents=[parent],
             audience=audience,
             scope=scope,
-            now=now,
-            event=Event.TOKEN_ISSUED,
             binding=binding,
-            expires_at=session.expires_at,
+            now=now,
         )
         tx.append_audit(
             RecoveryEvent.REDEEMED,
