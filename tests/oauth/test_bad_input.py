@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tests.conftest import Factory, Registered
 from tests.oauth.helpers import get_token
-from tokentrail.storage.store import Tx
+from tokentrail.storage.prepared import Lookups
 
 ENDPOINTS = ["/oauth/token", "/oauth/introspect", "/oauth/revoke"]
 FORM = "application/x-www-form-urlencoded"
@@ -382,7 +382,7 @@ def test_storage_outage_is_503_with_retry_after(
     def down(*_: Any, **__: Any) -> Any:
         raise OperationalError("SELECT ...", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(Tx, "get_client", down)
+    monkeypatch.setattr(Lookups, "client_with_credentials", down)
     r = http.post(endpoint, data=_valid_form(endpoint), auth=(reg.client_id, reg.secret))
     body = _assert_error(r, 503, "temporarily_unavailable")
     assert r.headers["retry-after"] == "1"
@@ -399,7 +399,7 @@ def test_internal_failure_is_a_json_500_without_details(
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("secret internals /etc/passwd")
 
-    monkeypatch.setattr(Tx, "get_client", broken)
+    monkeypatch.setattr(Lookups, "client_with_credentials", broken)
     r = http.post(endpoint, data=_valid_form(endpoint), auth=(reg.client_id, reg.secret))
     body = _assert_error(r, 500, "server_error")
     assert "internals" not in r.text

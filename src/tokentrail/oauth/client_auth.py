@@ -30,6 +30,7 @@ from tokentrail.errors import InvalidClient, InvalidRequest, InvalidToken
 from tokentrail.model import AuthMethod, Client, Credential, CredentialKind
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import DetectionKind
+from tokentrail.storage.prepared import Lookups
 from tokentrail.storage.store import Store, Tx
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -82,14 +83,15 @@ class ClientAuthenticator:
         try:
             method, client_id, secret, assertion = _presented(req)
             # Only private_key_jwt writes (its jti, for replay protection); secrets and
-            # certificates are checked in a read transaction, which on SQLite neither
-            # queues on the writer lock nor waits for a WAL flush. Failures are audited
+            # certificates are checked with the hot-path lookups, which on SQLite neither
+            # queue on the writer lock nor wait for a WAL flush. Failures are audited
             # in their own write below.
-            session = (
-                self._store.write() if method is AuthMethod.PRIVATE_KEY_JWT else self._store.read()
-            )
-            with session as tx:
-                auth = self._check(tx, req, method, client_id, secret, assertion, now)
+            if method is AuthMethod.PRIVATE_KEY_JWT:
+                with self._store.write() as tx:
+                    auth = self._check(tx.fast, req, method, client_id, secret, assertion, now, tx)
+            else:
+                db = self._store.lookup()
+                auth = self._check(db, req, method, client_id, secret, assertion, now, None)
             if auth.credential is None and not allow_public:
                 raise InvalidClient(
                     "this endpoint needs an authenticated confidential client",
@@ -146,13 +148,14 @@ class ClientAuthenticator:
 
     def _check(
         self,
-        tx: Tx,
+        db: Lookups,
         req: OAuthRequest,
         method: AuthMethod | None,
         client_id: str | None,
         secret: str | None,
         assertion: str | None,
         now: float,
+        tx: Tx | None,
     ) -> AuthenticatedClient:
         if method is AuthMethod.PRIVATE_KEY_JWT:
             assert assertion is not None
@@ -160,7 +163,7 @@ class ClientAuthenticator:
         assert client_id is not None
         if not _CLIENT_ID.match(client_id):
             raise InvalidClient("client authentication failed", detail="malformed client_id")
-        client = tx.get_client(client_id)
+        client, live = db.client_with_credentials(client_id, now=now)
         if client is None or client.disabled_at is not None:
             raise InvalidClient("client authentication failed", detail="unknown or disabled client")
         registered = client.auth_method
@@ -174,8 +177,6 @@ class ClientAuthenticator:
             )
         if registered is AuthMethod.NONE:
             return AuthenticatedClient(client, None, CredentialKind.PUBLIC_CLIENT)
-        creds = tx.client_credentials(client.id, now=now)
-        live = [c for c in creds if tx.first_revoked([c.id]) is None]
         if registered.uses_tls:
             cred = self._verify_certificate(client, live, req.client_cert)
             x5t = crypto.cert_thumbprint(crypto.pem_to_der(req.client_cert or ""))
@@ -183,6 +184,7 @@ class ClientAuthenticator:
 
         if method is AuthMethod.PRIVATE_KEY_JWT:
             assert assertion is not None
+            assert tx is not None
             cred = self._verify_assertion(tx, client, live, assertion, now)
             return AuthenticatedClient(client, cred, CredentialKind.PRIVATE_KEY_JWT)
         assert secret is not None
@@ -191,18 +193,24 @@ class ClientAuthenticator:
             if cred.secret_hash is not None and crypto.secret_matches(secret, cred.secret_hash):
                 matched = matched or cred
         if matched is None:
-            error = InvalidClient("client authentication failed", detail="wrong or revoked secret")
-            for old in tx.retired_credentials(client.id, now=now):
+            raise self._wrong_secret(client.id, secret, now)
+        return AuthenticatedClient(client, matched, CredentialKind.CLIENT_SECRET)
+
+    def _wrong_secret(self, client_id: str, secret: str, now: float) -> Exception:
+        """The failure for a secret that matches no live credential; a signal if it
+        matches one rotated out (post-rotation use, a detection)."""
+        error = InvalidClient("client authentication failed", detail="wrong or revoked secret")
+        with self._store.read() as tx:
+            for old in tx.retired_credentials(client_id, now=now):
                 if old.secret_hash is not None and crypto.secret_matches(secret, old.secret_hash):
                     error.detail = "credential used after its rotation grace period"
-                    raise signalled(
+                    return signalled(
                         error,
                         DetectionKind.POST_ROTATION_USE,
                         tx.get_node(old.id),
                         rotated_out_at=old.not_after,
                     )
-            raise error
-        return AuthenticatedClient(client, matched, CredentialKind.CLIENT_SECRET)
+        return error
 
     def _verify_certificate(
         self, client: Client, live: list[Credential], pem: str | None

@@ -56,9 +56,9 @@ class IntrospectionEndpoint:
             claims = self._a.tokens.verify(token)
         except InvalidToken:
             return INACTIVE
-        with self._a.store.read() as tx:
-            revoked = tx.first_revoked(lineage(claims)) is not None
-            node = tx.get_node(claims["jti"]) if revoked else None
+        db = self._a.store.lookup()
+        revoked = db.first_revoked(lineage(claims)) is not None
+        node = db.node(claims["jti"]) if revoked else None
         if revoked:
             # Someone still holds and presents a token that was revoked.
             self._a.detections.fire(

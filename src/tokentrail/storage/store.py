@@ -8,9 +8,11 @@ its audit record inside one ``write`` block, so none exists without the others.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +55,24 @@ from tokentrail.model import (
 )
 from tokentrail.storage import tables as t
 from tokentrail.storage.engine import migrate, open_engine
+from tokentrail.storage.prepared import Lookups, Statements
 from tokentrail.storage.walsync import WalSyncer
 
 #: PostgreSQL advisory-lock key that serialises appends to the audit chain.
 AUDIT_LOCK = 7419012
 #: PostgreSQL channel on which every committed revocation is announced (payload: its seq).
 REVOCATION_CHANNEL = "tokentrail_revocations"
+
+
+class WriteWouldBlock(BaseException):
+    """:meth:`Store.write` was called inside :meth:`Store.no_writes`; nothing was written.
+
+    A ``BaseException``, so that no ``except Exception`` on the way swallows it.
+    """
+
+
+#: Set while code runs on an event loop, where a write (its lock, commit and flush) would block.
+_NO_WRITES: ContextVar[bool] = ContextVar("tokentrail_no_writes", default=False)
 
 
 class Store:
@@ -78,6 +92,10 @@ class Store:
         self.syncer: WalSyncer | None = None
         #: Called (after the commit) with every revocation this process commits.
         self.revocation_hooks: list[Callable[[Revocation], None]] = []
+        self.statements = Statements(self.dialect, engine.dialect.loaded_dbapi.Error)
+        self._local = threading.local()
+        self._lookups: list[Lookups] = []
+        self._lookups_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Store:
@@ -99,10 +117,12 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction; SQLite takes the write lock at ``BEGIN``."""
+        if _NO_WRITES.get():
+            raise WriteWouldBlock
         with self._writers, self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            tx = Tx(conn, self.dialect)
+            tx = Tx(conn, self.statements)
             with conn.begin():
                 yield tx
         if self.syncer is not None:
@@ -111,22 +131,61 @@ class Store:
             for hook in self.revocation_hooks:
                 hook(rev)
 
+    @staticmethod
+    @contextmanager
+    def no_writes() -> Iterator[None]:
+        """Within this block :meth:`write` raises :class:`WriteWouldBlock` before it starts."""
+        token = _NO_WRITES.set(True)
+        try:
+            yield
+        finally:
+            _NO_WRITES.reset(token)
+
     @contextmanager
     def read(self) -> Iterator[Tx]:
         with self.engine.connect() as conn, conn.begin():
-            yield Tx(conn, self.dialect)
+            yield Tx(conn, self.statements)
+
+    def lookup(self) -> Lookups:
+        """This thread's connection for the hot-path reads of :mod:`.prepared`.
+
+        Each thread keeps one connection of its own, outside the pool and in
+        autocommit mode: a lookup is one statement, which reads one consistent
+        snapshot on its own (use :meth:`read` when several reads must agree).
+        A connection that raised is replaced at the next call.
+        """
+        lookups: Lookups | None = getattr(self._local, "lookups", None)
+        if lookups is None or lookups.broken:
+            if lookups is not None:
+                self._forget(lookups)
+            raw = self.engine.raw_connection()
+            dbapi: Any = raw.driver_connection
+            raw.detach()  # ours for the thread's life; the pool keeps its own
+            if self.dialect == "postgresql":
+                dbapi.autocommit = True  # never idle in a transaction between lookups
+            lookups = Lookups(dbapi, self.statements)
+            with self._lookups_lock:
+                self._lookups.append(lookups)
+            self._local.lookups = lookups
+        return lookups
+
+    def _forget(self, lookups: Lookups) -> None:
+        with self._lookups_lock:
+            if lookups in self._lookups:
+                self._lookups.remove(lookups)
+        with contextlib.suppress(Exception):  # a broken connection may fail to close
+            lookups.close()
 
     def close(self) -> None:
         if self.syncer is not None:
             self.syncer.close()
+        with self._lookups_lock:
+            opened, self._lookups = self._lookups, []
+        for lookups in opened:
+            with contextlib.suppress(Exception):
+                lookups.close()
         self.engine.dispose()
 
-
-#: Statements of the issuance hot path, built once: SQLAlchemy caches their compiled
-#: form, and parameters go in as plain dicts (no per-call expression building).
-_INSERT_NODE = insert(t.nodes)
-_INSERT_EDGE = insert(t.edges)
-_INSERT_AUDIT = insert(t.audit)
 
 #: Per-connection temporary table of one lineage's node ids (see materialize_lineage).
 _LINEAGE = Table("tt_lineage", MetaData(), Column("id", String(64), primary_key=True))
@@ -162,9 +221,11 @@ def _insert_ignore(dialect: str, table: Any) -> Any:
 class Tx:
     """One unit of work on an open transaction."""
 
-    def __init__(self, conn: Connection, dialect: str) -> None:
+    def __init__(self, conn: Connection, statements: Statements) -> None:
         self.conn = conn
-        self.dialect = dialect
+        self.dialect = statements.dialect
+        #: The hot-path statements on this transaction's own DB-API connection.
+        self.fast = Lookups(conn.connection.driver_connection, statements)
         #: The root whose descendants sit in the ``tt_lineage`` temporary table, and how many.
         self._lineage_root: str | None = None
         self._lineage_count = 0
@@ -315,29 +376,8 @@ class Tx:
     # --- lineage nodes -------------------------------------------------------
 
     def insert_node(self, node: Node, *, token_hash: str | None = None) -> None:
-        """Record a node and its edges to its parents (hot path: prebuilt statements)."""
-        self.conn.execute(
-            _INSERT_NODE,
-            {
-                "id": node.id,
-                "kind": node.kind.value,
-                "path_id": node.path_id,
-                "client_id": node.client_id,
-                "subject": node.subject,
-                "team_id": node.team_id,
-                "parents": list(node.parents),
-                "ancestors": list(node.ancestors),
-                "created_at": node.created_at,
-                "expires_at": node.expires_at,
-                "meta": node.meta,
-                "token_hash": token_hash,
-                "used_at": node.used_at,
-            },
-        )
-        if node.parents:
-            self.conn.execute(
-                _INSERT_EDGE, [{"parent_id": p, "child_id": node.id} for p in node.parents]
-            )
+        """Record a node and its edges to its parents (hot path: :mod:`.prepared`)."""
+        self.fast.insert_node(node, token_hash)
 
     def insert_node_if_absent(self, node: Node) -> bool:
         """Record a node with a deterministic id (an upstream login) unless it exists."""
@@ -359,8 +399,7 @@ class Tx:
         return bool(res.rowcount)
 
     def get_node(self, node_id: str) -> Node | None:
-        row = self.conn.execute(select(t.nodes).where(t.nodes.c.id == node_id)).first()
-        return _node(row) if row else None
+        return self.fast.node(node_id)
 
     def get_node_by_token_hash(self, token_hash: str) -> Node | None:
         row = self.conn.execute(select(t.nodes).where(t.nodes.c.token_hash == token_hash)).first()
@@ -449,12 +488,7 @@ class Tx:
 
     def first_revoked(self, ids: Sequence[str]) -> str | None:
         """One of ``ids`` that is revoked (any one), or None: the whole liveness check."""
-        if not ids:
-            return None
-        row = self.conn.execute(
-            select(t.revocations.c.node_id).where(t.revocations.c.node_id.in_(ids)).limit(1)
-        ).first()
-        return str(row.node_id) if row else None
+        return self.fast.first_revoked(ids)
 
     def revocations_among(self, ids: Iterable[str]) -> dict[str, Revocation]:
         ids = list(ids)
@@ -913,10 +947,8 @@ class Tx:
         if self._audit_tail is None:
             if self.dialect == "postgresql":
                 self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
-            last = self.conn.execute(
-                select(t.audit.c.seq, t.audit.c.hash).order_by(t.audit.c.seq.desc()).limit(1)
-            ).first()
-            self._audit_tail = (int(last.seq), last.hash or GENESIS) if last else (0, GENESIS)
+            last = self.fast.audit_tail()
+            self._audit_tail = (last[0], last[1] or GENESIS) if last else (0, GENESIS)
         seq, prev = self._audit_tail[0] + 1, self._audit_tail[1]
         record = {
             "seq": seq,
@@ -930,7 +962,7 @@ class Tx:
             "data": data or {},
         }
         digest = chain_hash(prev, record)
-        self.conn.execute(_INSERT_AUDIT, {**record, "prev_hash": prev, "hash": digest})
+        self.fast.insert_audit(record, prev, digest)
         self._audit_tail = (seq, digest)
         return seq
 
@@ -1120,4 +1152,4 @@ def _revocation(row: Any) -> Revocation:
     )
 
 
-__all__ = ["IntegrityError", "Store", "Tx"]
+__all__ = ["IntegrityError", "Store", "Tx", "WriteWouldBlock"]
