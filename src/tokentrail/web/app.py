@@ -11,26 +11,26 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from tokentrail.oauth.metadata import metadata_path, server_metadata
 from tokentrail.services import Services
 from tokentrail.web.admin_api import admin_routes
 from tokentrail.web.feed import Broadcaster, feed_routes
-from tokentrail.web.oauth_routes import oauth_endpoint
+from tokentrail.web.oauth_routes import OAuthFront, OAuthRoute
 from tokentrail.web.ops import ops_routes, start_operations
 from tokentrail.web.recovery_api import recovery_routes
 from tokentrail.web.responses import error_response, json_response
 from tokentrail.web.sessions_api import session_routes
-from tokentrail.web.tls import ClientCertificateMiddleware, client_cert, middleware_options
+from tokentrail.web.tls import ClientCertificateMiddleware, middleware_options, scope_client_cert
 
 log = logging.getLogger("tokentrail")
 
 
-def create_app(services: Services) -> Starlette:
+def create_app(services: Services) -> ASGIApp:
 
     settings = services.settings
     limit = settings.max_body_bytes
@@ -55,33 +55,6 @@ def create_app(services: Services) -> Starlette:
         Route(metadata_path(settings.issuer), get_metadata, methods=["GET"]),
         Route("/jwks.json", get_jwks, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
-        Route(
-            "/oauth/token",
-            oauth_endpoint(
-                services.metrics.instrument_token(services.token.handle, services.token.grants),
-                max_body=limit,
-                issuer=issuer,
-                client_cert=client_cert,
-            ),
-            methods=["POST"],
-        ),
-        Route(
-            "/oauth/introspect",
-            oauth_endpoint(
-                services.metrics.instrument_introspection(services.introspection.handle),
-                max_body=limit,
-                issuer=issuer,
-                client_cert=client_cert,
-            ),
-            methods=["POST"],
-        ),
-        Route(
-            "/oauth/revoke",
-            oauth_endpoint(
-                revoke, max_body=limit, issuer=issuer, empty_ok=True, client_cert=client_cert
-            ),
-            methods=["POST"],
-        ),
         *admin_routes(services),
         *recovery_routes(services),
         *session_routes(services),
@@ -131,10 +104,30 @@ def create_app(services: Services) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    return Starlette(
+    rest = Starlette(
         lifespan=lifespan,
         routes=routes,
         exception_handlers={HTTPException: http_error, 500: server_error},
-        # RFC 8705: the client certificate of each request, from TLS or a trusted proxy.
-        middleware=[Middleware(ClientCertificateMiddleware, **middleware_options(services))],
     )
+    # On SQLite an introspection is a few indexed reads: cheaper on the event loop
+    # than a hop to the thread pool (see web/oauth_routes.py).
+    reads_inline = services.store.dialect == "sqlite"
+    oauth = OAuthFront(
+        rest,
+        {
+            "/oauth/token": OAuthRoute(
+                services.metrics.instrument_token(services.token.handle, services.token.grants)
+            ),
+            "/oauth/introspect": OAuthRoute(
+                services.metrics.instrument_introspection(services.introspection.handle),
+                inline=lambda _: reads_inline,
+            ),
+            "/oauth/revoke": OAuthRoute(revoke, empty_ok=True),
+        },
+        store=services.store,
+        issuer=issuer,
+        max_body=limit,
+        client_cert=scope_client_cert,
+    )
+    # RFC 8705: the client certificate of each request, from TLS or a trusted proxy.
+    return ClientCertificateMiddleware(oauth, **middleware_options(services))

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, get_origin
 
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from tokentrail.config import Settings
 from tokentrail.services import build_services
@@ -76,7 +76,7 @@ def export_environment(settings: Settings) -> dict[str, str]:
     return out
 
 
-def create_app_from_environment() -> Starlette:
+def create_app_from_environment() -> ASGIApp:
     """Build this process's services from the environment, and the app on them."""
     from tokentrail.web.app import create_app
 

@@ -216,10 +216,14 @@ class ClientCertificateMiddleware:
         return None
 
 
-def client_cert(request: Request) -> str | None:
-    """The request's client certificate as resolved by :class:`ClientCertificateMiddleware`."""
-    value = request.scope.get(SCOPE_KEY)
+def scope_client_cert(scope: Scope) -> str | None:
+    """The client certificate of a request as resolved by :class:`ClientCertificateMiddleware`."""
+    value = scope.get(SCOPE_KEY)
     return value if isinstance(value, str) else None
+
+
+def client_cert(request: Request) -> str | None:
+    return scope_client_cert(request.scope)
 
 
 def ignored_header_auditor(services: Services) -> Callable[[str], None]:
