@@ -25,16 +25,17 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
     decode_dss_signature,
     encode_dss_signature,
 )
@@ -67,8 +68,7 @@ ASSERTION_ALGORITHMS = (
 _PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 _PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
-#: Hoisted out of the hot path: a fresh ``ECDSA(SHA256())`` per verify cost ~9 us
-#: (construction plus slower dispatch inside ``verify``); see docs/benchmarks.md.
+#: Built once for signing (verification binds its own, see :func:`signature_check`).
 _ES256 = ec.ECDSA(hashes.SHA256())
 _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
 _json_decode = json.JSONDecoder().decode
@@ -195,6 +195,53 @@ def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     return sha256_b64url(canonical.encode("utf-8"))
 
 
+# --- signature checks ---------------------------------------------------------
+
+#: ``check(signature, signing_input)`` returns when the JWS signature verifies and
+#: raises ``InvalidSignature`` or ``ValueError`` when it does not.
+SignatureCheck: TypeAlias = Callable[[bytes, bytes], None]
+
+#: alg -> (curve, bytes of r and of s, hashlib constructor, prehashed ECDSA).
+_EC_SIGNATURES: dict[str, tuple[str, int, Callable[[bytes], Any], ec.ECDSA]] = {
+    "ES256": ("P-256", 32, hashlib.sha256, ec.ECDSA(Prehashed(hashes.SHA256()))),
+    "ES384": ("P-384", 48, hashlib.sha384, ec.ECDSA(Prehashed(hashes.SHA384()))),
+    "ES512": ("P-521", 66, hashlib.sha512, ec.ECDSA(Prehashed(hashes.SHA512()))),
+}
+_PKCS1V15 = padding.PKCS1v15()
+_PSS_SHA256 = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=hashes.SHA256.digest_size)
+_SHA256 = hashes.SHA256()
+
+
+def signature_check(alg: str, public: Any) -> SignatureCheck:
+    """The check of JWS signatures by ``public`` under ``alg``, built once per key.
+
+    Everything that does not depend on the signature is bound here, not per call.
+    ECDSA signatures travel as raw ``r || s`` (RFC 7518 §3.4) and are re-encoded to
+    the DER ``cryptography`` expects; the signing input is hashed by ``hashlib`` and
+    handed over prehashed (the same ECDSA verification, without ``cryptography``'s
+    per-call hash set-up). ``ValueError`` for an algorithm not listed here.
+    """
+    verify = public.verify
+    if alg in _EC_SIGNATURES:
+        _crv, size, digest, algorithm = _EC_SIGNATURES[alg]
+        to_int = int.from_bytes
+
+        def check_ec(sig: bytes, data: bytes) -> None:
+            if len(sig) != 2 * size:
+                raise ValueError("bad EC signature length")
+            der = encode_dss_signature(to_int(sig[:size], "big"), to_int(sig[size:], "big"))
+            verify(der, digest(data).digest(), algorithm)
+
+        return check_ec
+    if alg == "EdDSA":
+        return cast(SignatureCheck, verify)
+    if alg == "RS256":
+        return lambda sig, data: verify(sig, data, _PKCS1V15, _SHA256)
+    if alg == "PS256":
+        return lambda sig, data: verify(sig, data, _PSS_SHA256, _SHA256)
+    raise ValueError(f"unsupported signature algorithm {alg!r}")
+
+
 # --- lean compact JWS for our own access tokens -------------------------------
 
 
@@ -242,25 +289,19 @@ class TokenVerifier:
 
     def __init__(self, public_jwks: list[dict[str, Any]], *, typ: str) -> None:
         self._typ = typ
-        #: kid -> (alg, public key, is it an EC key); the flag spares an ABC
-        #: isinstance check per verification.
-        self._keys: dict[str, tuple[str, _PublicKey, bool]] = {}
+        #: kid -> (alg, signature check with that key); the check is built once per key.
+        self._keys: dict[str, tuple[str, SignatureCheck]] = {}
         for jwk in public_jwks:
             public = _import_public(jwk)
-            self._keys[str(jwk["kid"])] = (
-                str(jwk["alg"]),
-                public,
-                isinstance(public, ec.EllipticCurvePublicKey),
-            )
-        self._headers: dict[str, tuple[str, _PublicKey, bool]] = {}
+            kind = "ES256" if isinstance(public, ec.EllipticCurvePublicKey) else "EdDSA"
+            self._keys[str(jwk["kid"])] = (str(jwk["alg"]), signature_check(kind, public))
+        #: encoded header -> the check of the key it names, for headers that passed.
+        self._headers: dict[str, SignatureCheck] = {}
 
     def kids(self) -> set[str]:
         return set(self._keys)
 
-    def _key_for(self, header_b64: str) -> tuple[str, _PublicKey, bool]:
-        found = self._headers.get(header_b64)
-        if found is not None:
-            return found
+    def _check_for(self, header_b64: str) -> SignatureCheck:
         try:
             header = json.loads(b64url_decode(header_b64))
         except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
@@ -271,8 +312,8 @@ class TokenVerifier:
         if entry is None or header.get("alg") != entry[0]:
             raise InvalidToken("unknown kid or algorithm mismatch")
         if len(self._headers) < 64:  # one entry per key; bounded against junk
-            self._headers[header_b64] = entry
-        return entry
+            self._headers[header_b64] = entry[1]
+        return entry[1]
 
     def verify(self, token: str) -> dict[str, Any]:
         # Partitioning keeps the signing input whole: no split-and-rejoin per call.
@@ -280,30 +321,21 @@ class TokenVerifier:
         header_b64, dot2, payload_b64 = signing_input.partition(".")
         if not dot or not dot2 or "." in payload_b64:
             raise InvalidToken("not a compact JWS")
-        _alg, public, is_ec = self._key_for(header_b64)
+        check = self._headers.get(header_b64) or self._check_for(header_b64)
         try:
             sig = b64url_decode(sig_b64)
         except ValueError as exc:
             raise InvalidToken("signature is not base64url") from exc
-        data = signing_input.encode("ascii", "replace")
         try:
-            if is_ec:
-                if len(sig) != 64:
-                    raise InvalidToken("bad ES256 signature length")
-                der = encode_dss_signature(
-                    int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-                )
-                cast(ec.EllipticCurvePublicKey, public).verify(der, data, _ES256)
-            else:
-                cast(ed25519.Ed25519PublicKey, public).verify(sig, data)
-        except InvalidSignature as exc:
+            check(sig, signing_input.encode("ascii", "replace"))
+        except (InvalidSignature, ValueError) as exc:
             raise InvalidToken("bad signature") from exc
         try:
             # RFC 7515 §5.2: the payload is UTF-8; decoding first skips json's encoding sniffing.
             claims = _json_decode(b64url_decode(payload_b64).decode("utf-8"))
         except ValueError as exc:
             raise InvalidToken("payload is not base64url JSON") from exc
-        if not isinstance(claims, dict):
+        if type(claims) is not dict:
             raise InvalidToken("payload is not a JSON object")
         return cast(dict[str, Any], claims)
 
@@ -369,11 +401,6 @@ def verify_foreign_jwt(token: str, jwks: dict[str, Any]) -> tuple[dict[str, Any]
 
 #: Asymmetric algorithms accepted on DPoP proofs (RFC 9449 §4.2: never none or MAC).
 DPOP_ALGORITHMS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
-_EC_SIGNATURES = {
-    "ES256": (ec.SECP256R1, hashes.SHA256, 32),
-    "ES384": (ec.SECP384R1, hashes.SHA384, 48),
-    "ES512": (ec.SECP521R1, hashes.SHA512, 66),
-}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 
 
@@ -383,8 +410,7 @@ class EmbeddedKeyError(InvalidToken):
 
 @dataclass(frozen=True, slots=True)
 class _EmbeddedKey:
-    alg: str
-    public: Any
+    check: SignatureCheck
     jkt: str
     header: dict[str, Any]
 
@@ -392,9 +418,10 @@ class _EmbeddedKey:
 class EmbeddedKeyVerifier:
     """Verifies compact JWS whose header carries the public verification key (``jwk``).
 
-    The decoded key is cached by the header's encoded form: a client sends the
-    same header (``typ``, ``alg``, ``jwk``) with every proof, so after the first
-    request a proof costs one signature check and two small JSON decodes.
+    The decoded key and its signature check are cached by the header's encoded
+    form: a client sends the same header (``typ``, ``alg``, ``jwk``) with every
+    proof, so after the first request a proof costs one signature check and one
+    small JSON decode.
     """
 
     def __init__(self, *, typ: str, algorithms: tuple[str, ...] = DPOP_ALGORITHMS) -> None:
@@ -403,9 +430,6 @@ class EmbeddedKeyVerifier:
         self._cache: dict[str, _EmbeddedKey] = {}
 
     def _key(self, header_b64: str) -> _EmbeddedKey:
-        cached = self._cache.get(header_b64)
-        if cached is not None:
-            return cached
         try:
             header = json.loads(b64url_decode(header_b64))
         except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
@@ -425,11 +449,11 @@ class EmbeddedKeyVerifier:
         if "crit" in header:
             raise EmbeddedKeyError("crit headers are not supported")
         try:
-            public = _public_key_for(alg, jwk)
+            check = signature_check(alg, _public_key_for(alg, jwk))
             jkt = jwk_thumbprint(jwk)
         except (ValueError, TypeError, KeyError, JoseError) as exc:
             raise EmbeddedKeyError("jwk does not match alg or does not import") from exc
-        entry = _EmbeddedKey(str(alg), public, jkt, header)
+        entry = _EmbeddedKey(check, jkt, header)
         if len(self._cache) >= 4096:
             self._cache.clear()
         self._cache[header_b64] = entry
@@ -437,25 +461,27 @@ class EmbeddedKeyVerifier:
 
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
         """(header, claims, JWK thumbprint) of a valid JWS; raises :class:`EmbeddedKeyError`."""
-        parts = token.split(".")
-        if len(parts) != 3:
+        signing_input, dot, sig_b64 = token.rpartition(".")
+        header_b64, dot2, payload_b64 = signing_input.partition(".")
+        if not dot or not dot2 or "." in payload_b64:
             raise EmbeddedKeyError("not a compact JWS")
-        header_b64, payload_b64, sig_b64 = parts
-        key = self._key(header_b64)
+        key = self._cache.get(header_b64) or self._key(header_b64)
         try:
             sig = b64url_decode(sig_b64)
         except ValueError as exc:
             raise EmbeddedKeyError("signature is not base64url") from exc
-        data = f"{header_b64}.{payload_b64}".encode("ascii", "replace")
         try:
-            _verify_with(key.alg, key.public, sig, data)
+            key.check(sig, signing_input.encode("ascii", "replace"))
         except (InvalidSignature, ValueError) as exc:
             raise EmbeddedKeyError("bad signature") from exc
         try:
-            claims = json.loads(b64url_decode(payload_b64))
+            # RFC 7519 §7.2: the claims are UTF-8 JSON (no encoding sniffing, no BOM).
+            claims = _json_decode(b64url_decode(payload_b64).decode("utf-8"))
         except ValueError as exc:
             raise EmbeddedKeyError("payload is not base64url JSON") from exc
-        if not isinstance(claims, dict):
+        except RecursionError as exc:  # the signer chose the payload
+            raise EmbeddedKeyError("payload JSON nested too deep") from exc
+        if type(claims) is not dict:
             raise EmbeddedKeyError("payload is not a JSON object")
         return key.header, claims, key.jkt
 
@@ -463,8 +489,7 @@ class EmbeddedKeyVerifier:
 def _public_key_for(alg: str, jwk: dict[str, Any]) -> Any:
     kty = jwk.get("kty")
     if alg in _EC_SIGNATURES:
-        curve = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[alg]
-        if kty != "EC" or jwk.get("crv") != curve:
+        if kty != "EC" or jwk.get("crv") != _EC_SIGNATURES[alg][0]:
             raise ValueError("EC key on the wrong curve")
         return ECKey.import_key(jwk).get_op_key("verify")
     if alg == "EdDSA":
@@ -477,28 +502,6 @@ def _public_key_for(alg: str, jwk: dict[str, Any]) -> Any:
     if key.key_size < 2048:
         raise ValueError("RSA keys must be at least 2048 bits")
     return key
-
-
-def _verify_with(alg: str, public: Any, sig: bytes, data: bytes) -> None:
-    if alg in _EC_SIGNATURES:
-        _curve, digest, size = _EC_SIGNATURES[alg]
-        if len(sig) != 2 * size:
-            raise ValueError("bad EC signature length")
-        der = encode_dss_signature(
-            int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
-        )
-        public.verify(der, data, ec.ECDSA(digest()))
-    elif alg == "EdDSA":
-        public.verify(sig, data)
-    elif alg == "RS256":
-        public.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
-    else:  # PS256
-        public.verify(
-            sig,
-            data,
-            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=hashes.SHA256.digest_size),
-            hashes.SHA256(),
-        )
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
@@ -741,11 +744,8 @@ def verify_detached(public_jwk: dict[str, Any], data: bytes, signature: str) -> 
     """Whether ``signature`` over ``data`` verifies with ``public_jwk`` (ES256 or EdDSA)."""
     try:
         public = _import_public(public_jwk)
-        sig = b64url_decode(signature)
-        if isinstance(public, ec.EllipticCurvePublicKey):
-            _verify_with("ES256", public, sig, data)
-        else:
-            public.verify(sig, data)
+        kind = "ES256" if isinstance(public, ec.EllipticCurvePublicKey) else "EdDSA"
+        signature_check(kind, public)(b64url_decode(signature), data)
     except (InvalidSignature, ValueError, TypeError, KeyError, JoseError):
         return False
     return True

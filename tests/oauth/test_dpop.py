@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from joserfc import jws
 from starlette.testclient import TestClient
 
 from tests.conftest import ISSUER, Factory
@@ -159,6 +160,15 @@ class TestBadProofs:
         """A header that is not a JWT is refused cleanly."""
         self._assert_bad(_token(http, dpop_client, "not.a.jwt"))
         self._assert_bad(_token(http, dpop_client, "x"))
+
+    def test_nested_signed_payload(self, http: TestClient, dpop_client: Any) -> None:
+        """A correctly signed proof whose payload is JSON nested too deep is a 400, not a 500."""
+        key = new_key()
+        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}
+        p = jws.serialize_compact(header, b"[" * 2000 + b"]" * 2000, key, algorithms=["ES256"])
+        r = _token(http, dpop_client, p)
+        self._assert_bad(r)
+        assert "nested" in r.json()["error_description"]
 
     def test_two_dpop_headers(self, http: TestClient, dpop_client: Any, clock: FrozenClock) -> None:
         """RFC 9449 §4.3: exactly one DPoP header."""
