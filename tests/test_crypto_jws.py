@@ -203,3 +203,39 @@ def test_detached_signatures(alg: str) -> None:
     assert crypto.verify_detached(key.public_jwk(), b"data", sig)
     assert not crypto.verify_detached(key.public_jwk(), b"other", sig)
     assert not crypto.verify_detached(key.public_jwk(), b"data", sig[:-4])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        '{"a":[1,2,{"b":null}]}',
+        ' {"a": 1}',
+        '{"a": 1}\n',
+        '{"a": 1}x',
+        '{"a": 1}{}',
+        "[1]",
+        "1",
+        "",
+        "   ",
+        "x",
+        '{"a": }',
+        '{"a": 1',
+        "NaN",
+        '"\\ud800"',
+    ],
+)
+def test_json_loads_is_json_loads(text: str) -> None:
+    """The fast path gives json.loads's value, or its error, for every text."""
+    try:
+        expected: Any = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            crypto._json_loads(text)
+    else:
+        assert repr(crypto._json_loads(text)) == repr(expected)  # NaN is not NaN
+
+
+def test_json_loads_nested_too_deep() -> None:
+    with pytest.raises(RecursionError):
+        crypto._json_loads("[" * 5000 + "]" * 5000)
