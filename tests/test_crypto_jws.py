@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jws
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
@@ -239,3 +241,16 @@ def test_json_loads_is_json_loads(text: str) -> None:
 def test_json_loads_nested_too_deep() -> None:
     with pytest.raises(RecursionError):
         crypto._json_loads("[" * 5000 + "]" * 5000)
+
+
+@pytest.mark.parametrize("size", [32, 48, 66])
+def test_ecdsa_der_is_encode_dss_signature(size: int) -> None:
+    """Raw r || s to DER matches cryptography's encoder: random values, leading zeros,
+    high bits, zero and all-ones integers, short- and long-form lengths."""
+    rng = random.Random(size)
+    edges = [bytes(size), b"\x00" * (size - 1) + b"\x01", b"\x80" + bytes(size - 1), b"\xff" * size]
+    values = edges + [bytes(zeros) + rng.randbytes(size - zeros) for zeros in (0, 1, 2) * 60]
+    for r in values:
+        for s in [*rng.sample(values, 8), *edges]:
+            expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+            assert crypto.ecdsa_der(r, s) == expected

@@ -38,7 +38,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import (
     Prehashed,
     decode_dss_signature,
-    encode_dss_signature,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -229,25 +228,39 @@ _PSS_SHA256 = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=hashes.
 _SHA256 = hashes.SHA256()
 
 
+def ecdsa_der(r: bytes, s: bytes) -> bytes:
+    """DER ``SEQUENCE { INTEGER r, INTEGER s }`` from the unsigned big-endian bytes of
+    ``r`` and ``s``: what ``encode_dss_signature`` makes of the integers, without
+    converting to and from Python integers (called twice per DPoP request)."""
+    r = r.lstrip(b"\0")
+    if not r or r[0] > 0x7F:  # minimal, non-negative: a single 0, or a 0 before a high bit
+        r = b"\0" + r
+    s = s.lstrip(b"\0")
+    if not s or s[0] > 0x7F:
+        s = b"\0" + s
+    body = b"\x02%c%b\x02%c%b" % (len(r), r, len(s), s)
+    # P-521 values make bodies of up to 138 bytes: long-form length from 128 on.
+    return (b"\x30%c" % len(body) if len(body) < 0x80 else b"\x30\x81%c" % len(body)) + body
+
+
 def signature_check(alg: str, public: Any) -> SignatureCheck:
     """The check of JWS signatures by ``public`` under ``alg``, built once per key.
 
     Everything that does not depend on the signature is bound here, not per call.
-    ECDSA signatures travel as raw ``r || s`` (RFC 7518 §3.4) and are re-encoded to
-    the DER ``cryptography`` expects; the signing input is hashed by ``hashlib`` and
-    handed over prehashed (the same ECDSA verification, without ``cryptography``'s
-    per-call hash set-up). ``ValueError`` for an algorithm not listed here.
+    ECDSA signatures travel as raw ``r || s`` (RFC 7518 §3.4) and are re-encoded
+    to the DER ``cryptography`` expects (:func:`ecdsa_der`); the signing input is
+    hashed by ``hashlib`` and handed over prehashed (the same ECDSA verification,
+    without ``cryptography``'s per-call hash set-up). ``ValueError`` for an
+    algorithm not listed here.
     """
     verify = public.verify
     if alg in _EC_SIGNATURES:
         _crv, size, digest, algorithm = _EC_SIGNATURES[alg]
-        to_int = int.from_bytes
 
         def check_ec(sig: bytes, data: bytes) -> None:
             if len(sig) != 2 * size:
                 raise ValueError("bad EC signature length")
-            der = encode_dss_signature(to_int(sig[:size], "big"), to_int(sig[size:], "big"))
-            verify(der, digest(data).digest(), algorithm)
+            verify(ecdsa_der(sig[:size], sig[size:]), digest(data).digest(), algorithm)
 
         return check_ec
     if alg == "EdDSA":
