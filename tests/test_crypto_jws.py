@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -255,12 +254,3 @@ def test_ecdsa_der_is_encode_dss_signature(size: int) -> None:
         for s in [*rng.sample(values, 8), *edges]:
             expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
             assert crypto.ecdsa_der(r, s) == expected
-
-
-@pytest.mark.parametrize("name", ["sha256", "sha384", "sha512"])
-def test_digest_is_hashlib(name: str) -> None:
-    """Digests from the copied context equal hashlib's, call after call."""
-    digest = crypto._digest(name)
-    for data in (b"", b"a", b"x" * 5000, b"a"):
-        assert digest(data) == hashlib.new(name, data).digest()
-    assert crypto.sha256(b"abc") == hashlib.sha256(b"abc").digest()

@@ -104,24 +104,6 @@ def b64url_decode(text: str) -> bytes:
     )
 
 
-def _digest(name: str) -> Callable[[bytes], bytes]:
-    """``hashlib.new(name, data).digest()``, cheaper: each call copies a context set up
-    once, where ``hashlib.sha256(data)`` looks the algorithm up in OpenSSL 3 every time
-    (about half the cost of hashing a 600-byte token)."""
-    base = hashlib.new(name)
-
-    def digest(data: bytes) -> bytes:
-        h = base.copy()
-        h.update(data)
-        return h.digest()
-
-    return digest
-
-
-#: SHA-256 of ``data`` (what ``ath`` and the ES256 signing input hash).
-sha256 = _digest("sha256")
-
-
 # --- secrets -----------------------------------------------------------------
 
 
@@ -141,7 +123,7 @@ def secret_matches(secret: str, stored_hash: str) -> bool:
 
 
 def sha256_b64url(data: bytes) -> str:
-    return b64url(sha256(data))
+    return b64url(hashlib.sha256(data).digest())
 
 
 # --- key encryption ----------------------------------------------------------
@@ -235,12 +217,11 @@ def jwk_thumbprint(jwk: dict[str, Any]) -> str:
 #: raises ``InvalidSignature`` or ``ValueError`` when it does not.
 SignatureCheck: TypeAlias = Callable[[bytes, bytes], None]
 
-
-#: alg -> (curve, bytes of r and of s, digest of the signing input, prehashed ECDSA).
-_EC_SIGNATURES: dict[str, tuple[str, int, Callable[[bytes], bytes], ec.ECDSA]] = {
-    "ES256": ("P-256", 32, sha256, ec.ECDSA(Prehashed(hashes.SHA256()))),
-    "ES384": ("P-384", 48, _digest("sha384"), ec.ECDSA(Prehashed(hashes.SHA384()))),
-    "ES512": ("P-521", 66, _digest("sha512"), ec.ECDSA(Prehashed(hashes.SHA512()))),
+#: alg -> (curve, bytes of r and of s, hashlib constructor, prehashed ECDSA).
+_EC_SIGNATURES: dict[str, tuple[str, int, Callable[[bytes], Any], ec.ECDSA]] = {
+    "ES256": ("P-256", 32, hashlib.sha256, ec.ECDSA(Prehashed(hashes.SHA256()))),
+    "ES384": ("P-384", 48, hashlib.sha384, ec.ECDSA(Prehashed(hashes.SHA384()))),
+    "ES512": ("P-521", 66, hashlib.sha512, ec.ECDSA(Prehashed(hashes.SHA512()))),
 }
 _PKCS1V15 = padding.PKCS1v15()
 _PSS_SHA256 = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=hashes.SHA256.digest_size)
@@ -279,7 +260,7 @@ def signature_check(alg: str, public: Any) -> SignatureCheck:
         def check_ec(sig: bytes, data: bytes) -> None:
             if len(sig) != 2 * size:
                 raise ValueError("bad EC signature length")
-            verify(ecdsa_der(sig[:size], sig[size:]), digest(data), algorithm)
+            verify(ecdsa_der(sig[:size], sig[size:]), digest(data).digest(), algorithm)
 
         return check_ec
     if alg == "EdDSA":

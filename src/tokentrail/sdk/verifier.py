@@ -40,6 +40,7 @@ import threading
 from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from hashlib import sha256
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -515,7 +516,7 @@ class Verifier:
                 if self._nonces is not None:
                     self._check_nonce(pc.get("nonce"))
                 ath = pc.get("ath")
-                expected = b2a_base64(crypto.sha256(token.encode()), newline=False)
+                expected = b2a_base64(sha256(token.encode()).digest(), newline=False)
                 if not (
                     type(ath) is str
                     and ath.isascii()
