@@ -12,8 +12,6 @@ are OAuth error codes.
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 import os
 import threading
@@ -22,6 +20,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tokentrail.errors import OAuthError
+from tokentrail.oauth.authority import TokenResponse
+from tokentrail.oauth.grants import Pending
 from tokentrail.oauth.request import OAuthRequest
 
 if TYPE_CHECKING:
@@ -83,17 +83,8 @@ class Gauge:
 
 
 def _token_path(result: Any) -> str:
-    """The declared path of the access token in a token response (our own token)."""
-    token = result.get("access_token") if isinstance(result, dict) else None
-    if not isinstance(token, str) or token.count(".") != 2:
-        return "none"
-    payload = token.split(".")[1]
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:  # pragma: no cover - we minted it
-        return "none"
-    path = claims.get("tt_path") if isinstance(claims, dict) else None
-    return path if isinstance(path, str) else "none"
+    """The declared path a token response issued through."""
+    return result.path if isinstance(result, TokenResponse) else "none"
 
 
 class Metrics:
@@ -136,7 +127,13 @@ class Metrics:
             except OAuthError as exc:
                 self.token_requests.inc(grant, "none", exc.error)
                 raise
-            self.token_requests.inc(grant, _token_path(result), "issued")
+
+            def issued(body: dict[str, Any]) -> None:
+                self.token_requests.inc(grant, _token_path(body), "issued")
+
+            if isinstance(result, Pending):
+                return result.then(issued)  # counted once its write has committed
+            issued(result)
             return result
 
         return counted

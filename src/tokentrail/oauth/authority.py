@@ -281,9 +281,20 @@ class Authority:
         return minted, refresh_secret
 
 
+class TokenResponse(dict[str, Any]):
+    """An RFC 6749 §5.1 success body that also knows the declared path it issued
+    through (for metrics; never serialised)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, body: dict[str, Any], path: str) -> None:
+        super().__init__(body)
+        self.path = path
+
+
 def token_response(
     minted: Minted, *, now: float, refresh_token: str | None = None, **extra: str
-) -> dict[str, Any]:
+) -> TokenResponse:
     """The RFC 6749 §5.1 success body."""
     body: dict[str, Any] = {
         "access_token": minted.token,
@@ -295,4 +306,4 @@ def token_response(
     if refresh_token is not None:
         body["refresh_token"] = refresh_token
     body.update(extra)
-    return body
+    return TokenResponse(body, str(minted.claims["tt_path"]))

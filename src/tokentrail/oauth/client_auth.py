@@ -27,7 +27,7 @@ from tokentrail.detections import (
     signalled,
 )
 from tokentrail.errors import InvalidClient, InvalidRequest, InvalidToken
-from tokentrail.model import AuthMethod, Client, Credential, CredentialKind
+from tokentrail.model import AuthMethod, Client, Credential, CredentialKind, Node
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import DetectionKind
 from tokentrail.storage.prepared import Lookups
@@ -55,6 +55,8 @@ class AuthenticatedClient:
     input_kind: CredentialKind
     #: RFC 8705 §3: thumbprint of the certificate an mTLS client authenticated with.
     certificate_thumbprint: str | None = None
+    #: The credential's lineage node, as read when the client authenticated.
+    credential_node: Node | None = None
 
 
 class ClientAuthenticator:
@@ -90,8 +92,8 @@ class ClientAuthenticator:
                 with self._store.write() as tx:
                     auth = self._check(tx.fast, req, method, client_id, secret, assertion, now, tx)
             else:
-                db = self._store.lookup()
-                auth = self._check(db, req, method, client_id, secret, assertion, now, None)
+                with self._store.lookup() as db:
+                    auth = self._check(db, req, method, client_id, secret, assertion, now, None)
             if auth.credential is None and not allow_public:
                 raise InvalidClient(
                     "this endpoint needs an authenticated confidential client",
@@ -163,7 +165,7 @@ class ClientAuthenticator:
         assert client_id is not None
         if not _CLIENT_ID.match(client_id):
             raise InvalidClient("client authentication failed", detail="malformed client_id")
-        client, live = db.client_with_credentials(client_id, now=now)
+        client, found = db.client_with_credentials(client_id, now=now)
         if client is None or client.disabled_at is not None:
             raise InvalidClient("client authentication failed", detail="unknown or disabled client")
         registered = client.auth_method
@@ -177,16 +179,22 @@ class ClientAuthenticator:
             )
         if registered is AuthMethod.NONE:
             return AuthenticatedClient(client, None, CredentialKind.PUBLIC_CLIENT)
+        live = [cred for cred, _ in found]
+        nodes = {cred.id: node for cred, node in found}
         if registered.uses_tls:
             cred = self._verify_certificate(client, live, req.client_cert)
             x5t = crypto.cert_thumbprint(crypto.pem_to_der(req.client_cert or ""))
-            return AuthenticatedClient(client, cred, CredentialKind(registered.value), x5t)
+            return AuthenticatedClient(
+                client, cred, CredentialKind(registered.value), x5t, nodes[cred.id]
+            )
 
         if method is AuthMethod.PRIVATE_KEY_JWT:
             assert assertion is not None
             assert tx is not None
             cred = self._verify_assertion(tx, client, live, assertion, now)
-            return AuthenticatedClient(client, cred, CredentialKind.PRIVATE_KEY_JWT)
+            return AuthenticatedClient(
+                client, cred, CredentialKind.PRIVATE_KEY_JWT, credential_node=nodes[cred.id]
+            )
         assert secret is not None
         matched = None
         for cred in live:  # try every live secret so timing does not tell which matched
@@ -194,7 +202,9 @@ class ClientAuthenticator:
                 matched = matched or cred
         if matched is None:
             raise self._wrong_secret(client.id, secret, now)
-        return AuthenticatedClient(client, matched, CredentialKind.CLIENT_SECRET)
+        return AuthenticatedClient(
+            client, matched, CredentialKind.CLIENT_SECRET, credential_node=nodes[matched.id]
+        )
 
     def _wrong_secret(self, client_id: str, secret: str, now: float) -> Exception:
         """The failure for a secret that matches no live credential; a signal if it

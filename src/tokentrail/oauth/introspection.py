@@ -56,9 +56,9 @@ class IntrospectionEndpoint:
             claims = self._a.tokens.verify(token)
         except InvalidToken:
             return INACTIVE
-        db = self._a.store.lookup()
-        revoked = db.first_revoked(lineage(claims)) is not None
-        node = db.node(claims["jti"]) if revoked else None
+        with self._a.store.lookup() as db:
+            revoked = db.first_revoked(lineage(claims)) is not None
+            node = db.node(claims["jti"]) if revoked else None
         if revoked:
             # Someone still holds and presents a token that was revoked.
             self._a.detections.fire(

@@ -14,7 +14,7 @@ from tokentrail.oauth.authority import Authority
 from tokentrail.oauth.binding import UNBOUND, Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient, ClientAuthenticator
 from tokentrail.oauth.dpop import DPoPValidator
-from tokentrail.oauth.grants import TokenGrant
+from tokentrail.oauth.grants import Pending, TokenGrant
 from tokentrail.oauth.grants.client_credentials import ClientCredentialsGrant
 from tokentrail.oauth.grants.jwt_bearer import JwtBearerGrant
 from tokentrail.oauth.grants.recovery import RecoveryGrant
@@ -29,6 +29,7 @@ class TokenEndpoint:
     ) -> None:
         self._authenticator = authenticator
         self._dpop = dpop
+        self._store = authority.store
         self._detections = authority.detections
         grants: list[TokenGrant] = [
             ClientCredentialsGrant(authority),
@@ -40,6 +41,16 @@ class TokenEndpoint:
         self.grants = {g.GRANT_TYPE: g for g in grants}
 
     def handle(self, req: OAuthRequest) -> dict[str, Any]:
+        """The response body, with everything it issued committed."""
+        outcome = self.respond(req)
+        return outcome.run(self._store) if isinstance(outcome, Pending) else outcome
+
+    def respond(self, req: OAuthRequest) -> dict[str, Any] | Pending:
+        """The response body, or (for a grant that defers it) its write still to run.
+
+        A pending write raises no signalled errors: detections are fired here,
+        for refusals decided before the write.
+        """
         grant_type = req.require("grant_type")
         grant = self.grants.get(grant_type)
         if grant is None:

@@ -49,10 +49,11 @@ _AUDIT_PARAMS = ", ".join(f":{c.name}" for c in t.audit.columns)
 #: with a flag telling whether the credential's node is revoked: one statement,
 #: so the answer is one consistent snapshot.
 CLIENT_WITH_CREDENTIALS = (
-    f"SELECT {_cols(t.clients, 'c')}, {_cols(t.credentials, 'cr')}, "
+    f"SELECT {_cols(t.clients, 'c')}, {_cols(t.credentials, 'cr')}, {_cols(t.nodes, 'n')}, "
     "EXISTS (SELECT 1 FROM revocations r WHERE r.node_id = cr.id) "
     "FROM clients c LEFT JOIN credentials cr ON cr.client_id = c.id "
     "AND (cr.not_after IS NULL OR cr.not_after > :now) "
+    "LEFT JOIN nodes n ON n.id = cr.id "
     "WHERE c.id = :client_id ORDER BY cr.created_at DESC"
 )
 NODE_BY_ID = f"SELECT {_cols(t.nodes)} FROM nodes WHERE id = :id"
@@ -125,19 +126,26 @@ class Lookups:
 
     def client_with_credentials(
         self, client_id: str, *, now: float
-    ) -> tuple[Client | None, list[Credential]]:
-        """The client and its live, unrevoked credentials (newest first)."""
+    ) -> tuple[Client | None, list[tuple[Credential, Node | None]]]:
+        """The client and its live, unrevoked credentials (newest first), each with
+        its lineage node (the parent of what it authenticates for)."""
         rows = self._run(
             self._sql.client_with_credentials, {"client_id": client_id, "now": now}, "all"
         )
         if not rows:
             return None, []
         client = client_from(rows[0][:_CLIENT_N])
-        live = [
-            credential_from(row[_CLIENT_N : _CLIENT_N + _CRED_N])
-            for row in rows
-            if row[_CLIENT_N] is not None and not row[-1]
-        ]
+        live = []
+        for row in rows:
+            if row[_CLIENT_N] is None or row[-1]:
+                continue  # no credential at all, or a revoked one
+            node = row[_CLIENT_N + _CRED_N : -1]
+            live.append(
+                (
+                    credential_from(row[_CLIENT_N : _CLIENT_N + _CRED_N]),
+                    node_from(node) if node[0] is not None else None,
+                )
+            )
         return client, live
 
     def first_revoked(self, ids: Sequence[str]) -> str | None:
@@ -189,6 +197,16 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+@functools.lru_cache(maxsize=1024)
+def _json_tuple(text: str) -> tuple[Any, ...]:
+    """A JSON list column as a tuple; cached, since a client's lists repeat on every request."""
+    return tuple(json.loads(text))
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return _json_tuple(value) if isinstance(value, str) else tuple(value)
+
+
 def client_from(row: Sequence[Any]) -> Client:
     (id_, team_id, name, kind, method, paths, scopes, audiences, created_at, disabled_at) = row
     return Client(
@@ -197,9 +215,9 @@ def client_from(row: Sequence[Any]) -> Client:
         name=name,
         kind=ClientKind(kind),
         auth_method=AuthMethod(method),
-        paths=tuple(_json(paths)),
-        scopes=tuple(_json(scopes)),
-        audiences=tuple(_json(audiences)),
+        paths=_tuple(paths),
+        scopes=_tuple(scopes),
+        audiences=_tuple(audiences),
         created_at=created_at,
         disabled_at=disabled_at,
     )
@@ -243,8 +261,8 @@ def node_from(row: Sequence[Any]) -> Node:
         client_id=client_id,
         subject=subject,
         team_id=team_id,
-        parents=tuple(_json(parents)),
-        ancestors=tuple(_json(ancestors)),
+        parents=_tuple(parents),
+        ancestors=_tuple(ancestors),
         created_at=created_at,
         expires_at=expires_at,
         meta=dict(_json(meta)),

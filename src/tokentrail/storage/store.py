@@ -55,6 +55,7 @@ from tokentrail.model import (
 )
 from tokentrail.storage import tables as t
 from tokentrail.storage.engine import migrate, open_engine
+from tokentrail.storage.group_commit import GroupCommitter
 from tokentrail.storage.prepared import Lookups, Statements
 from tokentrail.storage.walsync import WalSyncer
 
@@ -93,6 +94,8 @@ class Store:
         #: Called (after the commit) with every revocation this process commits.
         self.revocation_hooks: list[Callable[[Revocation], None]] = []
         self.statements = Statements(self.dialect, engine.dialect.loaded_dbapi.Error)
+        #: Runs request writes in shared transactions (see :mod:`.group_commit`).
+        self.committer = GroupCommitter(self)
         self._local = threading.local()
         self._lookups: list[Lookups] = []
         self._lookups_lock = threading.Lock()
@@ -146,28 +149,41 @@ class Store:
         with self.engine.connect() as conn, conn.begin():
             yield Tx(conn, self.statements)
 
-    def lookup(self) -> Lookups:
-        """This thread's connection for the hot-path reads of :mod:`.prepared`.
+    @contextmanager
+    def lookup(self) -> Iterator[Lookups]:
+        """A connection for the hot-path reads of :mod:`.prepared`, in autocommit mode.
 
-        Each thread keeps one connection of its own, outside the pool and in
-        autocommit mode: a lookup is one statement, which reads one consistent
-        snapshot on its own (use :meth:`read` when several reads must agree).
-        A connection that raised is replaced at the next call.
+        A lookup is one statement, which reads one consistent snapshot on its own
+        (use :meth:`read` when several reads must agree). On SQLite each thread
+        keeps a connection of its own outside the pool (opening one costs more
+        than the lookup); one that raised is replaced at the next call. On
+        PostgreSQL, where every connection is a server process, a lookup borrows
+        a pooled connection (in autocommit mode while it has it: no transaction
+        to end) and gives it back.
         """
+        if self.dialect == "postgresql":
+            raw = self.engine.raw_connection()
+            dbapi: Any = raw.driver_connection
+            try:
+                dbapi.autocommit = True
+                yield Lookups(dbapi, self.statements)
+            finally:
+                with contextlib.suppress(Exception):  # a broken one is discarded by the pool
+                    dbapi.autocommit = False
+                raw.close()
+            return
         lookups: Lookups | None = getattr(self._local, "lookups", None)
         if lookups is None or lookups.broken:
             if lookups is not None:
                 self._forget(lookups)
             raw = self.engine.raw_connection()
-            dbapi: Any = raw.driver_connection
+            dbapi = raw.driver_connection
             raw.detach()  # ours for the thread's life; the pool keeps its own
-            if self.dialect == "postgresql":
-                dbapi.autocommit = True  # never idle in a transaction between lookups
             lookups = Lookups(dbapi, self.statements)
             with self._lookups_lock:
                 self._lookups.append(lookups)
             self._local.lookups = lookups
-        return lookups
+        yield lookups
 
     def _forget(self, lookups: Lookups) -> None:
         with self._lookups_lock:
@@ -177,6 +193,7 @@ class Store:
             lookups.close()
 
     def close(self) -> None:
+        self.committer.close()
         if self.syncer is not None:
             self.syncer.close()
         with self._lookups_lock:

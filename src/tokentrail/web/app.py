@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from tokentrail.oauth.grants.client_credentials import ClientCredentialsGrant
 from tokentrail.oauth.metadata import metadata_path, server_metadata
 from tokentrail.services import Services
 from tokentrail.web.admin_api import admin_routes
@@ -28,6 +29,8 @@ from tokentrail.web.sessions_api import session_routes
 from tokentrail.web.tls import ClientCertificateMiddleware, middleware_options, scope_client_cert
 
 log = logging.getLogger("tokentrail")
+
+GRANT_CC = ClientCredentialsGrant.GRANT_TYPE
 
 
 def create_app(services: Services) -> ASGIApp:
@@ -109,14 +112,19 @@ def create_app(services: Services) -> ASGIApp:
         routes=routes,
         exception_handlers={HTTPException: http_error, 500: server_error},
     )
-    # On SQLite an introspection is a few indexed reads: cheaper on the event loop
-    # than a hop to the thread pool (see web/oauth_routes.py).
+    # On SQLite a lookup is microseconds: cheaper on the event loop than a hop to the
+    # thread pool (see web/oauth_routes.py). On PostgreSQL each is a network round trip.
     reads_inline = services.store.dialect == "sqlite"
     oauth = OAuthFront(
         rest,
         {
             "/oauth/token": OAuthRoute(
-                services.metrics.instrument_token(services.token.handle, services.token.grants)
+                services.metrics.instrument_token(services.token.respond, services.token.grants),
+                # The client_credentials hot path: reads, then a write handed to the group
+                # committer. A DPoP proof records its jti (a write): thread pool at once.
+                inline=lambda req: (
+                    reads_inline and req.dpop is None and req.get("grant_type") == GRANT_CC
+                ),
             ),
             "/oauth/introspect": OAuthRoute(
                 services.metrics.instrument_introspection(services.introspection.handle),

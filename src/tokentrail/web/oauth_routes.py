@@ -16,10 +16,16 @@ introspection. The attempt runs under :meth:`Store.no_writes`; the moment the
 handler would open a write transaction (an audited failure, a detection), it
 is abandoned with :class:`WriteWouldBlock` before anything was written, and the
 request runs again, from the start, in the thread pool.
+
+A handler may answer with a :class:`~tokentrail.oauth.grants.Pending`: the
+durable half of its response, which goes to the store's group committer
+(:mod:`tokentrail.storage.group_commit`) and is awaited without holding a
+thread; the client is answered once its transaction is durable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokentrail.errors import OAuthError, RequestTooLarge
+from tokentrail.oauth.grants import Pending
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.storage.store import Store, WriteWouldBlock
 from tokentrail.web.responses import error_response, json_response
@@ -169,6 +176,14 @@ class OAuthFront:
         )
 
     async def _run(self, route: OAuthRoute, req: OAuthRequest) -> Any:
+        result = await self._call(route, req)
+        if isinstance(result, Pending):
+            # Its write joins the next group commit; answered once that is durable.
+            body = await asyncio.wrap_future(self._store.committer.submit(result.write))
+            return result.finish(body)
+        return result
+
+    async def _call(self, route: OAuthRoute, req: OAuthRequest) -> Any:
         if route.inline(req):
             try:
                 with self._store.no_writes():

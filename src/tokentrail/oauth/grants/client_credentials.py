@@ -14,8 +14,10 @@ from tokentrail.errors import InvalidClient, UnauthorizedClient
 from tokentrail.oauth.authority import Authority, token_response
 from tokentrail.oauth.binding import Binding
 from tokentrail.oauth.client_auth import AuthenticatedClient
+from tokentrail.oauth.grants import Pending
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.policy.paths import Grant
+from tokentrail.storage.store import Tx
 
 
 class ClientCredentialsGrant:
@@ -24,9 +26,7 @@ class ClientCredentialsGrant:
     def __init__(self, authority: Authority) -> None:
         self._a = authority
 
-    def issue(
-        self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding
-    ) -> dict[str, Any]:
+    def issue(self, auth: AuthenticatedClient, req: OAuthRequest, binding: Binding) -> Pending:
         a = self._a
         client = auth.client
         credential = auth.credential
@@ -40,10 +40,12 @@ class ClientCredentialsGrant:
             req.get_all("resource") + req.get_all("audience"), list(client.audiences), path=path
         )
         now = a.clock.now()
-        with a.store.write() as tx:
-            cred_node = tx.get_node(credential.id)
-            if cred_node is None:  # pragma: no cover - credentials are always recorded as nodes
-                raise InvalidClient("client authentication failed", detail="credential has no node")
+
+        cred_node = auth.credential_node  # read with the credential (its lineage parent)
+        if cred_node is None:  # pragma: no cover - credentials are always recorded as nodes
+            raise InvalidClient("client authentication failed", detail="credential has no node")
+
+        def write(tx: Tx) -> dict[str, Any]:
             minted = a.mint_access_token(
                 tx,
                 path=path,
@@ -56,5 +58,8 @@ class ClientCredentialsGrant:
                 event=Event.TOKEN_ISSUED,
                 binding=binding,
             )
-        # §4.4.3: no refresh token for client credentials.
-        return token_response(minted, now=now)
+            # §4.4.3: no refresh token for client credentials.
+            return token_response(minted, now=now)
+
+        # The most frequent grant: its write may share a transaction with others'.
+        return Pending(write)
