@@ -60,6 +60,8 @@ class Options:
     loadgen: str = "auto"
     #: May the harness try ``apt-get install -y wrk`` when wrk is missing?
     install: bool = True
+    #: Single-use pools (DPoP proofs, tokens to revoke) hold the expected rate x seconds x this.
+    pool_factor: float = 2.0
     #: In-process verification: interleaved rounds, seconds per variant per round.
     rounds: int = 7
     round_seconds: float = 2.0
@@ -125,6 +127,8 @@ class Context:
         self.console = console or Console(stderr=True)
         self._server: ServerProcess | None = None
         self._loadgen: LoadGenerator | None = None
+        #: Good responses per second last seen per URL (sizes the runs of loadgen.chunks).
+        self.rates: dict[str, float] = {}
 
     def log(self, message: str) -> None:
         self.console.print(message, highlight=False)
