@@ -1,10 +1,13 @@
 """A real ``tokentrail serve`` process on loopback, with the clients the benchmarks use.
 
-The data folder is seeded in process (a team, a workload client allowed the
-``workload-client-credentials`` path, and a resource-server client that only
-introspects), then the console script ``tokentrail serve`` starts on a free
-port with the embedded SQLite default (WAL, ``synchronous=FULL``): every
-issued token's lineage node and audit record are committed before the response.
+The data folder is seeded in process (a team; a workload client allowed the
+``workload-client-credentials`` path; one allowed ``workload-dpop``, where a DPoP
+proof is required; a resource-server client that only introspects; and an
+application on ``federated-login`` with a trusted upstream identity provider, for
+sessions and refresh rotation), then the console script ``tokentrail serve``
+starts on a free port with the embedded SQLite default (WAL, ``synchronous=FULL``:
+every issued token's lineage node and audit record are committed before the
+response), or on a PostgreSQL database (:func:`scratch_database`).
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from bench.pools import Upstream
 from tokentrail.config import Settings
 from tokentrail.model import AuthMethod, ClientKind
 from tokentrail.services import build_services
@@ -62,18 +67,31 @@ def tokentrail_command() -> list[str]:
     return [sys.executable, "-c", "from tokentrail.cli import main; main()"]
 
 
-def seed(data_dir: Path) -> tuple[ClientSecret, ClientSecret]:
-    """Create the team, a workload client and an introspecting resource server."""
-    services = build_services(Settings(data_dir=data_dir))
+@dataclass(frozen=True)
+class Clients:
+    """The seeded clients, all ``client_secret_basic``."""
+
+    worker: ClientSecret  # workload-client-credentials: bearer tokens
+    dpop_worker: ClientSecret  # workload-dpop: a DPoP proof is required
+    gateway: ClientSecret  # resource server: introspection only
+    portal: ClientSecret  # application on federated-login: sessions, refresh rotation
+    upstream: Upstream  # the identity provider whose login assertions the portal trades
+
+
+def seed(data_dir: Path, db_url: str | None = None) -> Clients:
+    """Create the team, the clients and the trusted upstream identity provider."""
+    services = build_services(Settings(data_dir=data_dir, db_url=db_url))
     try:
         admin = services.admin
         admin.create_team(TEAM, actor="bench")
 
-        def client(name: str, paths: list[str]) -> ClientSecret:
+        def client(
+            name: str, paths: list[str], kind: ClientKind = ClientKind.WORKLOAD
+        ) -> ClientSecret:
             issued = admin.create_client(
                 team=TEAM,
                 name=name,
-                kind=ClientKind.WORKLOAD,
+                kind=kind,
                 auth_method=AuthMethod.CLIENT_SECRET_BASIC,
                 jwks=None,
                 paths=paths,
@@ -85,9 +103,36 @@ def seed(data_dir: Path) -> tuple[ClientSecret, ClientSecret]:
             assert issued.credential_id is not None
             return ClientSecret(issued.client_id, issued.client_secret, issued.credential_id)
 
-        return client("bench worker", ["workload-client-credentials"]), client("bench api", [])
+        upstream = Upstream()
+        admin.trust_issuer(
+            upstream.issuer, jwks=upstream.jwks(), audience=upstream.audience, actor="bench"
+        )
+        return Clients(
+            worker=client("bench worker", ["workload-client-credentials"]),
+            dpop_worker=client("bench dpop worker", ["workload-dpop"]),
+            gateway=client("bench api", []),
+            portal=client("bench portal", ["federated-login"], ClientKind.APPLICATION),
+            upstream=upstream,
+        )
     finally:
         services.close()
+
+
+@contextmanager
+def scratch_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database ``name`` (dropped afterwards); yields its URL."""
+    import psycopg
+
+    parts = urlsplit(admin_url)
+    url = urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class ServerProcess:
@@ -97,14 +142,14 @@ class ServerProcess:
         self,
         proc: subprocess.Popen[bytes],
         base_url: str,
-        worker: ClientSecret,
-        gateway: ClientSecret,
+        clients: Clients,
         log_path: Path,
     ) -> None:
         self.proc = proc
         self.base_url = base_url
-        self.worker = worker
-        self.gateway = gateway
+        self.clients = clients
+        self.worker = clients.worker
+        self.gateway = clients.gateway
         self.log_path = log_path
 
     @classmethod
@@ -116,20 +161,22 @@ class ServerProcess:
         timeout: float = 60.0,
         source: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        db_url: str | None = None,
     ) -> ServerProcess:
-        """Seed ``data_dir`` and start the server on it.
+        """Seed ``data_dir`` (and the database ``db_url``, if given) and start the server on it.
 
         ``source`` runs the ``tokentrail`` package found in that folder (a ``src``
         directory of another checkout, first on ``PYTHONPATH``) instead of the
         installed one: how bench/ab.py compares two versions of the code.
         """
-        worker, gateway = seed(data_dir)
+        clients = seed(data_dir, db_url)
         port = free_port()
         cmd = [
             *tokentrail_command(),
             "serve",
             "--data",
             str(data_dir),
+            *(["--db", db_url] if db_url else []),
             "--host",
             "127.0.0.1",
             "--port",
@@ -143,7 +190,7 @@ class ServerProcess:
         with log_path.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         base_url = f"http://127.0.0.1:{port}"
-        server = cls(proc, base_url, worker, gateway, log_path)
+        server = cls(proc, base_url, clients, log_path)
         log(f"started `{' '.join(cmd)}` (pid {proc.pid})")
         deadline = time.monotonic() + timeout
         while True:
