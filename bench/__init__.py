@@ -9,5 +9,12 @@
   :mod:`bench.verification`, :mod:`bench.revocation`), each exposing
   ``NAME``, ``TITLE``, ``SERVER`` (whether it needs the server) and
   ``run(ctx) -> Section``;
-* ``bench/run.py`` -- the runner ``make bench`` calls.
+* ``bench/run.py`` -- the runner ``make bench`` calls first (issue 2 figures);
+* ``bench/peer.py`` -- tokentrail (SQLite, PostgreSQL) against oidc-provider, and
+  ``serve --workers 1`` against ``--workers 2``, in interleaved rounds, built from
+  :mod:`bench.systems` (each server and the call it gets per operation),
+  :mod:`bench.pools` (single-use DPoP proofs, login assertions), :mod:`bench.rounds`
+  (rounds and tables) and :mod:`bench.plots` (PNG charts in docs/bench/);
+* ``bench/bench_memory.py`` -- server RSS idle and after N issued tokens;
+* ``bench/ab.py`` -- two versions of the server code, A/B.
 """

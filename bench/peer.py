@@ -1,132 +1,232 @@
-"""tokentrail side by side with panva's oidc-provider (npm), in interleaved rounds.
+"""tokentrail side by side with panva's oidc-provider, and tokentrail at 1 and 2 workers.
 
-    python bench/peer.py --rounds 4 --duration 5 [--write]
+    python bench/peer.py [--rounds 4] [--duration 5] [--only peer|workers] [--write]
 
-oidc-provider 9 is installed at run time into ``~/.cache/tokentrail-bench``
-(``npm install oidc-provider@9``; never inside the repository) and started with
-bench/oidc_provider/server.mjs: client_credentials with client_secret_basic,
-ES256 JWT access tokens through resource indicators, DPoP, introspection and
-revocation enabled, the in-memory adapter. tokentrail runs as in bench/server.py
-(SQLite, ``synchronous=FULL`` with group commit: durable lineage and audit).
+Two comparisons, each in interleaved rounds (A B C, then C B A, ...) and each
+its own block of docs/benchmarks.md (section ``issue-8``) plus PNG charts in
+docs/bench/ (with ``--write``):
 
-Operations, each round A B then B A:
+- ``peer``: tokentrail on SQLite (durable) and on PostgreSQL against
+  oidc-provider 9 (npm, installed at run time into ``~/.cache/tokentrail-bench``,
+  never inside the repository; bench/oidc_provider/server.mjs configures it like
+  tokentrail: client_secret_basic, ES256 JWT access tokens, DPoP, rotation).
+  Operations: bearer and DPoP-bound client_credentials issuance, introspection of
+  a valid token, revocation of a fresh token per request, refresh rotation.
+- ``workers``: ``tokentrail serve --workers 1`` versus ``--workers 2``, on SQLite
+  and on PostgreSQL: issuance and introspection.
 
-- issuance: ``client_credentials``, bearer JWT access token;
-- introspection of a valid token. oidc-provider refuses to introspect its JWT
-  access tokens (``unsupported_token_type``), so its introspected token is an
-  opaque one (resource ``https://api.example/opaque``): its own best case.
-
-DPoP-bound issuance is not measured yet: wrk's Lua cannot sign proofs (see
-docs/benchmarks.md for what is left).
+Single-use material (DPoP proofs, tokens to revoke, refresh tokens) is made
+right before each run (see bench/pools.py and bench/systems.py). PostgreSQL runs
+get a scratch database each on ``--postgres`` (created and dropped here); when
+that server cannot be reached, the PostgreSQL systems are left out and the
+block says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import shlex
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import urlencode
-
-import httpx
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import plots
 from bench.ab import SECTION_ID, SECTION_INTRO, SECTION_TITLE, _order, rss_kb
 from bench.harness import (
     DOCS,
     Context,
     Options,
-    fmt_int,
     load_average,
     machine,
     previous_section,
     render_section,
     rewrite_doc,
-    spread,
-    table,
 )
-from bench.loadgen import LoadResult, measure
-from bench.server import ServerProcess, free_port
+from bench.rounds import Results, Rounds, load_line, op_table, run_rounds
+from bench.server import scratch_database
+from bench.systems import OPERATIONS, TITLES, System, install_oidc_provider, oidc_provider
+from bench.systems import tokentrail as tokentrail_system
 
-CACHE = Path(os.environ.get("TOKENTRAIL_BENCH_CACHE", Path.home() / ".cache" / "tokentrail-bench"))
-SCRIPT = Path(__file__).resolve().parent / "oidc_provider" / "server.mjs"
-PACKAGE = "oidc-provider@9"
-WORKER = ("bench-worker", "bench-worker-secret-0123456789abcdef")
-API = ("bench-api", "bench-api-secret-0123456789abcdef")
+DEFAULT_POSTGRES = os.environ.get(
+    "TOKENTRAIL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+SHORT = {
+    "issuance": "issuance\n(bearer)",
+    "issuance-dpop": "issuance\n(DPoP)",
+    "introspection": "introspection",
+    "revocation": "revocation",
+    "refresh": "refresh\nrotation",
+}
+PEER_NOTES = """
+What each operation sends (`client_secret_basic` everywhere; every response checked):
+
+- **issuance (bearer)**: `grant_type=client_credentials&scope=read`; the answer must say
+  `"token_type":"Bearer"`. tokentrail commits the token's lineage node, edge and audit
+  record before answering; oidc-provider keeps nothing for a JWT access token.
+- **issuance (DPoP)**: the same with a `DPoP` proof per request, each made for that
+  server's token endpoint (unique `jti`, `iat` of the round, ES256) just before the
+  round; the answer must say `"token_type":"DPoP"`. Clients that require DPoP on both
+  sides (tokentrail path `workload-dpop`, oidc-provider `dpop_bound_access_tokens`).
+  **No DPoP nonces on either side**: tokentrail's `dpop_require_nonce` is off by default,
+  and oidc-provider is given no `nonceSecret`, so neither demands one.
+- **introspection**: one valid token, answer `"active":true`. oidc-provider refuses to
+  introspect its JWT access tokens (`unsupported_token_type`), so it introspects an
+  opaque one (its best case: one in-memory lookup); tokentrail verifies its JWT and
+  checks its lineage against the revocations table.
+- **revocation**: RFC 7009, a different token per request, issued just before the round
+  and spent once; the answer must be 200. Afterwards a sample of the revoked tokens must
+  introspect as `"active":false` on each server. tokentrail revokes its JWT access tokens
+  (one durable revocation row and audit record); oidc-provider refuses to revoke JWTs,
+  so it revokes opaque tokens (deleted from memory).
+- **refresh rotation**: `grant_type=refresh_token`, a different refresh token per request,
+  the answer must carry a new `refresh_token`; afterwards a sample of the spent ones must
+  be refused (`invalid_grant`). tokentrail's sessions come from its JWT bearer grant (an
+  upstream login assertion, path `federated-login`, rotation on), issued before the
+  round. oidc-provider only issues refresh tokens through the interactive
+  authorization_code flow, which cannot be driven at these rates, so bench/oidc_provider/
+  server.mjs mints them with oidc-provider's own Grant and RefreshToken models
+  (`POST /bench/sessions`, before the round) and sets `rotateRefreshToken: true`; the
+  measured request is oidc-provider's real refresh_token grant.
+"""
 
 
-def basic(pair: tuple[str, str]) -> str:
-    return "Basic " + base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode("ascii")
+def _systems_line(systems: list[System]) -> str:
+    return "Systems: " + "; ".join(f"**{s.name}**: {s.description}" for s in systems) + "."
 
 
-def install(log: object = print) -> str:
-    """Install oidc-provider into the cache folder (once); its version."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        raise SystemExit("node and npm are needed for the oidc-provider comparison")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    pkg = CACHE / "node_modules" / "oidc-provider" / "package.json"
-    if not pkg.exists():
-        if not (CACHE / "package.json").exists():
-            (CACHE / "package.json").write_text('{"private": true}\n')
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", PACKAGE], cwd=CACHE, check=True
-        )
-    return str(json.loads(pkg.read_text())["version"])
+def _rss_line(systems: list[System]) -> str:
+    return (
+        "Server RSS after the run: "
+        + ", ".join(f"{s.name} {rss_kb(s.pid) / 1024:.0f} MiB" for s in systems)
+        + "."
+    )
 
 
-class Peer:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "oidc-provider.log"
-        env = {**os.environ, "OIDC_PROVIDER_DIR": str(CACHE), "NODE_ENV": "production"}
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                ["node", str(SCRIPT), str(self.port)], stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.base_url}/.well-known/openid-configuration", timeout=1)
-                return
-            except httpx.HTTPError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(self.log_path.read_text()) from None
-                time.sleep(0.1)
+def block(
+    title: str,
+    intro: list[str],
+    measured: Rounds,
+    reference: dict[str, str],
+    charts: list[Path],
+    tail: list[str],
+) -> str:
+    lines = [f"### {title}", "", *intro]
+    for op, per_system in measured.results.items():
+        failed = measured.failed.get(op, {})
+        if per_system or failed:
+            lines += ["", f"**{TITLES[op]}**", "", op_table(per_system, reference, failed)]
+    if charts:
+        lines += ["", plots.markdown_links(charts, DOCS.parent)]
+    return "\n".join([*lines, "", *tail])
 
-    def opaque_token(self) -> str:
-        r = httpx.post(
-            f"{self.base_url}/token",
-            content=b"grant_type=client_credentials&scope=read&resource=https%3A%2F%2Fapi.example%2Fopaque",
-            headers={
-                "Authorization": basic(WORKER),
-                "Content-Type": "application/x-www-form-urlencoded",
-            },
-        )
-        r.raise_for_status()
-        return str(r.json()["access_token"])
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+def postgres_url(ctx: Context, admin_url: str) -> str | None:
+    """``admin_url`` when that PostgreSQL server answers, else None (and say so)."""
+    if not admin_url:
+        return None
+    import psycopg
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    try:
+        with psycopg.connect(admin_url, connect_timeout=5):
+            return admin_url
+    except psycopg.Error as exc:
+        ctx.log(f"[bold yellow]PostgreSQL at {admin_url} is not reachable ({exc}): skipped")
+        return None
+
+
+def start_tokentrail(
+    ctx: Context,
+    stack: ExitStack,
+    name: str,
+    pg: str | None,
+    extra_args: tuple[str, ...] = (),
+) -> System:
+    slug = "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
+    db_url = None
+    if pg is not None:
+        db_url = stack.enter_context(scratch_database(pg, f"tt_bench_{os.getpid()}_{slug}"))
+    system = tokentrail_system(ctx, name, ctx.workdir / slug, db_url=db_url, extra_args=extra_args)
+    stack.callback(system.stop)
+    return system
+
+
+def peer(ctx: Context, args: argparse.Namespace, command: str, pg: str | None) -> str:
+    version = install_oidc_provider()
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    ops = args.op or list(OPERATIONS)
+    with ExitStack() as stack:
+        systems = [start_tokentrail(ctx, stack, "tokentrail (SQLite)", None)]
+        if pg is not None:
+            systems.append(start_tokentrail(ctx, stack, "tokentrail (PostgreSQL)", pg))
+        peer_system = oidc_provider(ctx, ctx.workdir)
+        stack.callback(peer_system.stop)
+        systems.append(peer_system)
+        measured = run_rounds(ctx, systems, ops, args.rounds)
+        rss = _rss_line(systems)
+    reference = {s.name: "oidc-provider" for s in systems if s is not peer_system}
+    charts = _charts(args, measured.results, "peer", "tokentrail versus oidc-provider")
+    intro = [
+        f"oidc-provider {version} on Node {node} against `tokentrail serve`, all on the same "
+        "machine as the load generator. " + _systems_line(systems),
+        "",
+        load_line(ctx, args.rounds, command),
+        "",
+        "The ratio column is tokentrail / oidc-provider req/s in the same round (target 1.5 "
+        "for issuance and introspection)."
+        + ("" if pg else " PostgreSQL was not reachable: its system is missing."),
+        PEER_NOTES,
+    ]
+    return block("tokentrail versus oidc-provider", intro, measured, reference, charts, [rss])
+
+
+def workers(ctx: Context, args: argparse.Namespace, command: str, pg: str | None) -> str:
+    ops = [op for op in (args.op or OPERATIONS) if op in ("issuance", "introspection")]
+    databases = [("SQLite", None)] + ([("PostgreSQL", pg)] if pg else [])
+    reference = {}
+    with ExitStack() as stack:
+        systems = []
+        for db, url in databases:
+            one, two = f"{db}, 1 worker", f"{db}, 2 workers"
+            systems.append(start_tokentrail(ctx, stack, one, url))
+            systems.append(start_tokentrail(ctx, stack, two, url, ("--workers", "2")))
+            reference[two] = one
+        measured = run_rounds(ctx, systems, ops, args.rounds)
+        rss = _rss_line(systems)
+    charts = _charts(args, measured.results, "workers", "tokentrail serve --workers 1 vs 2")
+    intro = [
+        "`tokentrail serve --workers 2` (two uvicorn worker processes on one port, each with "
+        "its own services) against one worker, on SQLite and on PostgreSQL; every server has "
+        "its own fresh database. " + _systems_line(systems),
+        "",
+        load_line(ctx, args.rounds, command),
+        "",
+        "The ratio column is 2 workers / 1 worker req/s on the same database in the same round. "
+        f"The machine has {os.cpu_count()} CPUs, shared by the servers and wrk."
+        + ("" if pg else " PostgreSQL was not reachable: its rows are missing."),
+    ]
+    return block("tokentrail serve: 1 worker versus 2", intro, measured, reference, charts, [rss])
+
+
+def _charts(args: argparse.Namespace, results: Results, name: str, title: str) -> list[Path]:
+    if not args.write or args.no_plots:
+        return []
+    if not plots.available():
+        print("matplotlib is missing (pip install -e '.[bench]'): no charts", file=sys.stderr)
+        return []
+    return list(plots.charts(results, name, SHORT, title))
+
+
+COMPARISONS: dict[str, Callable[[Context, argparse.Namespace, str, str | None], str]] = {
+    "peer": peer,
+    "workers": workers,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,104 +235,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--connections", type=int, default=50)
-    p.add_argument("--write", action="store_true")
+    p.add_argument("--only", action="append", choices=list(COMPARISONS))
+    p.add_argument("--op", action="append", choices=OPERATIONS, help="only these operations")
+    p.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES,
+        help="PostgreSQL server for scratch databases ('' to leave PostgreSQL out)",
+    )
+    p.add_argument("--pool-factor", type=float, default=2.0, help="single-use pool headroom")
+    p.add_argument("--no-plots", action="store_true", help="with --write: draw no PNG charts")
+    p.add_argument("--write", action="store_true", help="rewrite docs/benchmarks.md and charts")
     args = p.parse_args(argv)
     command = " ".join(["python", "bench/peer.py", *map(shlex.quote, sys.argv[1:])])
-    version = install()
-    options = Options.full(duration=args.duration, warmup=args.warmup, connections=args.connections)
+    options = Options.full(
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        pool_factor=args.pool_factor,
+    )
     load = load_average()
-    results: dict[tuple[str, str], list[LoadResult]] = {}
-    rss: dict[str, int] = {}
+    fresh = {}
     with tempfile.TemporaryDirectory(prefix="tokentrail-peer-") as tmp:
         ctx = Context(options, Path(tmp))
-        tt = ServerProcess.start(Path(tmp) / "tt", log=ctx.log)
-        peer = Peer(Path(tmp))
-        try:
-            calls = {
-                ("issuance", "tokentrail"): (
-                    f"{tt.base_url}/oauth/token",
-                    "grant_type=client_credentials&scope=read",
-                    tt.worker.basic,
-                    '"access_token"',
-                ),
-                ("issuance", "oidc-provider"): (
-                    f"{peer.base_url}/token",
-                    "grant_type=client_credentials&scope=read",
-                    basic(WORKER),
-                    '"access_token"',
-                ),
-                ("introspection", "tokentrail"): (
-                    f"{tt.base_url}/oauth/introspect",
-                    urlencode({"token": tt.issue_token()}),
-                    tt.gateway.basic,
-                    '"active":true',
-                ),
-                ("introspection", "oidc-provider"): (
-                    f"{peer.base_url}/token/introspection",
-                    urlencode({"token": peer.opaque_token()}),
-                    basic(API),
-                    '"active":true',
-                ),
-            }
-            systems = ["tokentrail", "oidc-provider"]
-            for rnd in range(args.rounds):
-                order = systems if rnd % 2 == 0 else systems[::-1]
-                for op in ("issuance", "introspection"):
-                    for system in order:
-                        url, body, auth, expect = calls[(op, system)]
-                        r = measure(ctx, url, body=body, authorization=auth, expect=expect)
-                        results.setdefault((op, system), []).append(r)
-                        ctx.log(
-                            f"round {rnd + 1} {op:13} {system:>13}: {r.rps:8,.0f} req/s "
-                            f"p99 {r.p99 * 1e3:6.1f} ms"
-                        )
-            rss = {"tokentrail": rss_kb(tt.pid), "oidc-provider": rss_kb(peer.pid)}
-            info = machine(Path(tmp), ctx.loadgen().name, load)
-        finally:
-            tt.stop()
-            peer.stop()
-    o = options
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    lines = [
-        "### tokentrail versus oidc-provider",
-        "",
-        f"oidc-provider {version} on Node {node} "
-        "(bench/oidc_provider/server.mjs: client_secret_basic, ES256 JWT access tokens via "
-        "resource indicators, DPoP enabled, in-memory adapter) against `tokentrail serve` "
-        "(SQLite, durable). Both on the same 2 CPUs as the load generator. oidc-provider's "
-        "introspected token is opaque: it refuses to introspect its JWT access tokens.",
-        "",
-        f"Load: `{ctx.loadgen().name}` -t{o.threads} -c{o.connections}, {o.duration:.0f} s after "
-        f"{o.warmup:.0f} s warm-up per system per round; {args.rounds} rounds (A B, B A, ...). "
-        f"Command: `{command}`.",
-    ]
-    for op in ("issuance", "introspection"):
-        tt_rs, peer_rs = results[(op, "tokentrail")], results[(op, "oidc-provider")]
-        ratios = [a.rps / b.rps for a, b in zip(tt_rs, peer_rs, strict=True)]
-        med, lo, hi = spread(ratios)
-        rows = [
-            (
-                name,
-                fmt_int(statistics.median(r.rps for r in rs)),
-                f"{statistics.median(r.p99 for r in rs) * 1e3:.1f}",
-                ", ".join(fmt_int(r.rps) for r in rs),
-            )
-            for name, rs in (("tokentrail", tt_rs), ("oidc-provider", peer_rs))
-        ]
-        lines += [
-            "",
-            f"**{op}**: tokentrail/oidc-provider req/s per round: median {med:.2f} "
-            f"(min {lo:.2f}, max {hi:.2f}); target 1.5.",
-            "",
-            table(("system", "req/s (median)", "p99 ms (median)", "req/s per round"), rows),
-        ]
-    lines += [
-        "",
-        f"RSS after the run: tokentrail {rss['tokentrail'] / 1024:.0f} MiB, "
-        f"oidc-provider {rss['oidc-provider'] / 1024:.0f} MiB.",
-    ]
-    body = "\n".join(lines)
-    print(body)
+        pg = postgres_url(ctx, args.postgres)
+        for name in args.only or list(COMPARISONS):
+            fresh[name] = COMPARISONS[name](ctx, args, command, pg)
+            print(fresh[name] + "\n")
+        info = machine(Path(tmp), ctx.loadgen().name, load)
     if args.write:
         section = render_section(
             title=SECTION_TITLE,
@@ -240,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             machine_info=info,
             command=command,
             order=_order("peer"),
-            fresh={"peer": body},
+            fresh=fresh,
             previous=previous_section(DOCS, SECTION_ID),
             section_id=SECTION_ID,
         )
