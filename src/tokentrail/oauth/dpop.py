@@ -34,7 +34,7 @@ from tokentrail.clock import Clock
 from tokentrail.detections import signalled
 from tokentrail.errors import InvalidToken, OAuthError
 from tokentrail.policy.paths import DetectionKind
-from tokentrail.storage.store import Store
+from tokentrail.storage.store import Store, Tx
 
 #: Seconds a proof is accepted after (and, for clock skew, before) its ``iat``.
 PROOF_WINDOW = 60
@@ -80,6 +80,9 @@ class Proof:
     jti: str
     iat: int
     claims: dict[str, Any]
+    #: What the replay cache records for this proof (its jti at its normalised htu).
+    replay_key: str = ""
+    htu: str = ""
 
 
 def normalize_htu(url: str) -> str:
@@ -140,7 +143,39 @@ class DPoPValidator:
         access_token: str | None = None,
         error: type[OAuthError] = InvalidDPoPProof,
     ) -> Proof:
-        """Check ``proof`` for a request; raises ``error`` (or :class:`UseDPoPNonce`)."""
+        """Check ``proof`` for a request and record its jti (raises ``error`` or
+        :class:`UseDPoPNonce`)."""
+        checked = self.check(proof, method=method, url=url, access_token=access_token, error=error)
+        self.record(checked, error=error)
+        return checked
+
+    def record(self, proof: Proof, *, error: type[OAuthError] = InvalidDPoPProof) -> None:
+        """Record a checked proof's jti in a transaction of its own (refused if replayed)."""
+        with self._store.write() as tx:
+            self.remember(tx, proof, error=error)
+
+    def remember(self, tx: Tx, proof: Proof, *, error: type[OAuthError] = InvalidDPoPProof) -> None:
+        """Record a checked proof's jti in ``tx``; a replay (already recorded) is refused."""
+        now = self._clock.now()
+        if not tx.remember_once(proof.replay_key, expires_at=proof.iat + 2 * PROOF_WINDOW, now=now):
+            raise signalled(
+                error("DPoP proof was already used (replay)"),
+                DetectionKind.PROOF_REPLAY,
+                jkt=proof.jkt,
+                htu=proof.htu,
+            )
+
+    def check(
+        self,
+        proof: str,
+        *,
+        method: str,
+        url: str,
+        access_token: str | None = None,
+        error: type[OAuthError] = InvalidDPoPProof,
+    ) -> Proof:
+        """Check ``proof`` for a request, all but its replay (:meth:`remember` records
+        it); raises ``error`` or :class:`UseDPoPNonce`."""
         if len(proof) > 8192:
             raise error("DPoP proof too large")
         try:
@@ -174,13 +209,6 @@ class DPoPValidator:
             expected = crypto.sha256_b64url(access_token.encode("ascii", "replace"))
             if not (isinstance(ath, str) and ath.isascii() and hmac.compare_digest(ath, expected)):
                 raise error("DPoP proof ath does not match the access token")
-        key = crypto.hash_secret(f"dpop\x00{normalize_htu(url)}\x00{jti}")
-        with self._store.write() as tx:
-            if not tx.remember_once(key, expires_at=iat + 2 * PROOF_WINDOW, now=now):
-                raise signalled(
-                    error("DPoP proof was already used (replay)"),
-                    DetectionKind.PROOF_REPLAY,
-                    jkt=jkt,
-                    htu=normalize_htu(url),
-                )
-        return Proof(jkt=jkt, jti=jti, iat=iat, claims=claims)
+        target = normalize_htu(url)
+        key = crypto.hash_secret(f"dpop\x00{target}\x00{jti}")
+        return Proof(jkt=jkt, jti=jti, iat=iat, claims=claims, replay_key=key, htu=target)

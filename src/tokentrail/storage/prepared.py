@@ -60,6 +60,10 @@ NODE_BY_ID = f"SELECT {_cols(t.nodes)} FROM nodes WHERE id = :id"
 INSERT_NODE = f"INSERT INTO nodes ({_cols(t.nodes)}) VALUES ({_NODE_PARAMS})"
 INSERT_EDGE = "INSERT INTO edges (parent_id, child_id) VALUES (:parent_id, :child_id)"
 AUDIT_TAIL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+FORGET_EXPIRED_KEY = "DELETE FROM seen_jtis WHERE key = :key AND expires_at <= :now"
+REMEMBER_KEY = (
+    "INSERT INTO seen_jtis (key, expires_at) VALUES (:key, :expires_at) ON CONFLICT DO NOTHING"
+)
 INSERT_AUDIT = f"INSERT INTO audit ({_cols(t.audit)}) VALUES ({_AUDIT_PARAMS})"
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
@@ -85,6 +89,8 @@ class Statements:
         self.insert_edge = self.sql(INSERT_EDGE)
         self.audit_tail = AUDIT_TAIL
         self.insert_audit = self.sql(INSERT_AUDIT)
+        self.forget_expired_key = self.sql(FORGET_EXPIRED_KEY)
+        self.remember_key = self.sql(REMEMBER_KEY)
 
     def sql(self, text: str) -> str:
         return _NAMED.sub(r"%(\1)s", text) if self._pyformat else text
@@ -109,11 +115,13 @@ class Lookups:
         self.broken = False
 
     def _run(self, sql: str, params: dict[str, Any] | None = None, fetch: str = "") -> Any:
-        """Execute; ``fetch`` is ``"one"``, ``"all"`` or ``""`` (no rows)."""
+        """Execute; ``fetch`` is ``"one"``, ``"all"``, ``"rowcount"`` or ``""`` (nothing)."""
         try:
             cur = self._db.execute(sql, params) if params is not None else self._db.execute(sql)
             if fetch == "one":
                 return cur.fetchone()
+            if fetch == "rowcount":
+                return cur.rowcount
             return cur.fetchall() if fetch == "all" else None
         except self._sql.dbapi_error as exc:
             self.broken = True
@@ -182,6 +190,14 @@ class Lookups:
         )
         for parent in node.parents:
             self._run(self._sql.insert_edge, {"parent_id": parent, "child_id": node.id})
+
+    def remember_once(self, key: str, *, expires_at: float, now: float) -> bool:
+        """Record ``key`` until ``expires_at``; False if it is already recorded and live."""
+        self._run(self._sql.forget_expired_key, {"key": key, "now": now})
+        inserted = self._run(
+            self._sql.remember_key, {"key": key, "expires_at": expires_at}, "rowcount"
+        )
+        return bool(inserted)
 
     def audit_tail(self) -> tuple[int, str | None] | None:
         row = self._run(self._sql.audit_tail, None, "one")

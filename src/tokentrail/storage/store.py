@@ -578,13 +578,7 @@ class Tx:
 
     def remember_once(self, key: str, *, expires_at: float, now: float) -> bool:
         """Record ``key`` until ``expires_at``; False if it is already recorded and live."""
-        self.conn.execute(
-            delete(t.seen_jtis).where(t.seen_jtis.c.key == key, t.seen_jtis.c.expires_at <= now)
-        )
-        res = self.conn.execute(
-            _insert_ignore(self.dialect, t.seen_jtis).values(key=key, expires_at=expires_at)
-        )
-        return bool(res.rowcount)
+        return self.fast.remember_once(key, expires_at=expires_at, now=now)
 
     def purge_seen(self, now: float) -> int:
         res = self.conn.execute(delete(t.seen_jtis).where(t.seen_jtis.c.expires_at <= now))

@@ -120,11 +120,9 @@ def create_app(services: Services) -> ASGIApp:
         {
             "/oauth/token": OAuthRoute(
                 services.metrics.instrument_token(services.token.respond, services.token.grants),
-                # The client_credentials hot path: reads, then a write handed to the group
-                # committer. A DPoP proof records its jti (a write): thread pool at once.
-                inline=lambda req: (
-                    reads_inline and req.dpop is None and req.get("grant_type") == GRANT_CC
-                ),
+                # The client_credentials hot path: reads, then a write (with the DPoP
+                # proof's jti, if any) handed to the group committer.
+                inline=lambda req: reads_inline and req.get("grant_type") == GRANT_CC,
             ),
             "/oauth/introspect": OAuthRoute(
                 services.metrics.instrument_introspection(services.introspection.handle),

@@ -179,7 +179,11 @@ class OAuthFront:
         result = await self._call(route, req)
         if isinstance(result, Pending):
             # Its write joins the next group commit; answered once that is durable.
-            body = await asyncio.wrap_future(self._store.committer.submit(result.write))
+            try:
+                body = await asyncio.wrap_future(self._store.committer.submit(result.write))
+            except OAuthError as exc:
+                await run_in_threadpool(result.refuse, exc)  # a detection may write
+                raise
             return result.finish(body)
         return result
 

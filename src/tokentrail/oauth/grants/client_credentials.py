@@ -22,6 +22,8 @@ from tokentrail.storage.store import Tx
 
 class ClientCredentialsGrant:
     GRANT_TYPE = "client_credentials"
+    #: issue() answers with its write still to run (Pending): it may join a group commit.
+    DEFERS_WRITE = True
 
     def __init__(self, authority: Authority) -> None:
         self._a = authority

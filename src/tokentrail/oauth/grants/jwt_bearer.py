@@ -53,6 +53,7 @@ def upstream_node_id(issuer: str, subject: str) -> str:
 
 class JwtBearerGrant:
     GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    DEFERS_WRITE = False
 
     def __init__(self, authority: Authority) -> None:
         self._a = authority

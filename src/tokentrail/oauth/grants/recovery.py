@@ -65,6 +65,7 @@ from tokentrail.storage.store import Tx
 
 class RecoveryGrant:
     GRANT_TYPE = GRANT_TYPE
+    DEFERS_WRITE = False
 
     def __init__(self, authority: Authority) -> None:
         self._a = authority

@@ -36,6 +36,7 @@ class _PathGone(Exception):
 
 class RefreshTokenGrant:
     GRANT_TYPE = "refresh_token"
+    DEFERS_WRITE = False
 
     def __init__(self, authority: Authority) -> None:
         self._a = authority

@@ -42,6 +42,7 @@ def act_depth(act: Any) -> int:
 
 class TokenExchangeGrant:
     GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+    DEFERS_WRITE = False
 
     def __init__(self, authority: Authority) -> None:
         self._a = authority
