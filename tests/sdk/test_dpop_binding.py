@@ -84,6 +84,16 @@ class TestDPoP:
         with pytest.raises(InvalidProof, match="ath"):
             _present(verifier, bound, bound.proof(clock, access_token="another.token.value"))
 
+    def test_remembered_ath(self, verifier: Verifier, bound: Minted, clock: FrozenClock) -> None:
+        """The token's ath is remembered (bounded: forgotten all at once when full) and
+        still binds every proof to the token presented."""
+        verifier._aths.update((f"token-{i}", "x") for i in range(1024))
+        _present(verifier, bound, bound.proof(clock))  # full: forgotten, then remembered
+        assert verifier._aths == {bound.token: crypto.sha256_b64url(bound.token.encode())}
+        _present(verifier, bound, bound.proof(clock))
+        with pytest.raises(InvalidProof, match="ath"):
+            _present(verifier, bound, bound.proof(clock, access_token="another.token.value"))
+
     def test_replayed_proof(self, verifier: Verifier, bound: Minted, clock: FrozenClock) -> None:
         """The same proof twice: the second is a replay."""
         p = bound.proof(clock)

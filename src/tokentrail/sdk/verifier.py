@@ -37,10 +37,8 @@ import hmac
 import json
 import math
 import threading
-from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from hashlib import sha256
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -94,7 +92,6 @@ DEFAULT_LEEWAY = 30.0
 MAX_TOKEN_LENGTH = 8192
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 _NUMBER = (int, float)
-_B64URL = bytes.maketrans(b"+/", b"-_")
 
 
 class NonceSource(Protocol):
@@ -275,6 +272,7 @@ class Verifier:
         self._algs = " ".join(crypto.DPOP_ALGORITHMS)
         self._proofs = crypto.EmbeddedKeyVerifier(typ="dpop+jwt")
         self._htu: dict[str, str] = {}
+        self._aths: dict[str, str] = {}
         self._certs: dict[str, str] = {}
         self._bindings: dict[str | None, Binding] = {}
 
@@ -516,11 +514,10 @@ class Verifier:
                 if self._nonces is not None:
                     self._check_nonce(pc.get("nonce"))
                 ath = pc.get("ath")
-                expected = b2a_base64(sha256(token.encode()).digest(), newline=False)
                 if not (
                     type(ath) is str
                     and ath.isascii()
-                    and hmac.compare_digest(ath.encode(), expected[:43].translate(_B64URL))
+                    and hmac.compare_digest(ath, self._aths.get(token) or self._ath(token))
                 ):
                     raise InvalidProof("DPoP proof ath does not match the access token")
                 if not hmac.compare_digest(proof_jkt, jkt):
@@ -552,6 +549,14 @@ class Verifier:
             ancestors=lineage[1:],
             binding=binding,
         )
+
+    def _ath(self, token: str) -> str:
+        """RFC 9449 §4.2 ``ath`` of a verified token, remembered: a client sends the
+        same token with many proofs."""
+        if len(self._aths) >= 1024:
+            self._aths.clear()
+        ath = self._aths[token] = crypto.sha256_b64url(token.encode())
+        return ath
 
     def _binding(self, jkt: str) -> Binding:
         if len(self._bindings) >= 4096:
