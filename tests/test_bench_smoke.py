@@ -50,3 +50,4 @@ def test_in_process_benchmarks_rewrite_only_their_section(tmp_path: Path) -> Non
         assert f"<!-- block:{block} -->" in text
     assert "| 100 |" in text  # the larger tree's row in the revocation table
     assert "tokentrail TokenVerifier + lineage check" in text
+    assert "tokentrail.sdk Verifier.verify (all its checks) / raw verify:" in text
