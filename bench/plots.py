@@ -38,13 +38,14 @@ def _chart(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     ops = [op for op in results if results[op]]
     systems: list[str] = []
     for op in ops:
         systems += [s for s in results[op] if s not in systems]
     width = 0.8 / max(1, len(systems))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(ops) + 2), 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.9 * len(ops) + 3.5), 4.2), dpi=110)
     for i, system in enumerate(systems):
         xs, meds, lows, highs = [], [], [], []
         for j, op in enumerate(ops):
@@ -61,9 +62,14 @@ def _chart(
         ax.bar_label(bars, labels=[f"{m:,.0f}" for m in meds], fontsize=7, padding=2)
     ax.set_xticks(range(len(ops)), [labels.get(op, op) for op in ops], fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel(ylabel)
+    ax.yaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))
+    plain = ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="both", labelsize=7)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
