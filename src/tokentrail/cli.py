@@ -268,6 +268,9 @@ def serve(
                 "host": host,
                 "port": port,
                 "log_level": "warning",
+                # Access lines would be dropped at this level anyway; off, uvicorn does not
+                # even format them (measurable on the token endpoint).
+                "access_log": False,
                 "log_config": logging_config,
                 "timeout_graceful_shutdown": graceful_timeout,
                 # Peer addresses are the connection's own: X-Forwarded-For is not

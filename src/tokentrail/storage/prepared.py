@@ -179,8 +179,8 @@ class Lookups:
                 "client_id": node.client_id,
                 "subject": node.subject,
                 "team_id": node.team_id,
-                "parents": canonical_json(list(node.parents)),
-                "ancestors": canonical_json(list(node.ancestors)),
+                "parents": _ids_json(node.parents),
+                "ancestors": _ids_json(node.ancestors),
                 "created_at": node.created_at,
                 "expires_at": node.expires_at,
                 "meta": canonical_json(node.meta),
@@ -211,6 +211,12 @@ class Lookups:
 def _json(value: Any) -> Any:
     """JSON columns: text on SQLite, already decoded by psycopg on PostgreSQL."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+@functools.lru_cache(maxsize=1024)
+def _ids_json(ids: tuple[str, ...]) -> str:
+    """A list of node ids as stored; cached, since tokens of one credential share theirs."""
+    return canonical_json(list(ids))
 
 
 @functools.lru_cache(maxsize=1024)

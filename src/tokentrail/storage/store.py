@@ -58,6 +58,7 @@ from tokentrail.storage.engine import migrate, open_engine
 from tokentrail.storage.group_commit import GroupCommitter
 from tokentrail.storage.prepared import Lookups, Statements
 from tokentrail.storage.walsync import WalSyncer
+from tokentrail.storage.writer_lock import WriterLock
 
 #: PostgreSQL advisory-lock key that serialises appends to the audit chain.
 AUDIT_LOCK = 7419012
@@ -83,11 +84,11 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         # SQLite admits one writer at a time; the others wait in its busy handler,
-        # which sleeps in steps of up to 100 ms. This process's writers queue on a
-        # lock instead and start as soon as the previous one commits (measured in
-        # docs/benchmarks.md). Other processes (the CLI) still meet the busy timeout.
+        # which sleeps in steps of up to 100 ms. Writers queue on a lock instead and
+        # start as soon as the previous one commits: a thread lock here, extended
+        # across processes by :meth:`open` for a database file (see .writer_lock).
         self._writers: AbstractContextManager[Any] = (
-            threading.RLock() if self.dialect == "sqlite" else nullcontext()
+            WriterLock(None) if self.dialect == "sqlite" else nullcontext()
         )
         #: SQLite group commit: set by :meth:`open` when FULL durability is asked for.
         self.syncer: WalSyncer | None = None
@@ -113,8 +114,10 @@ class Store:
         migrate(engine)
         store = cls(engine)
         db_path = url.split("///", 1)[-1]
-        if group and db_path and db_path != ":memory:":
-            store.syncer = WalSyncer(Path(db_path))
+        if store.dialect == "sqlite" and db_path and db_path != ":memory:":
+            store._writers = WriterLock(Path(db_path + ".writer-lock"))
+            if group:
+                store.syncer = WalSyncer(Path(db_path))
         return store
 
     @contextmanager
@@ -194,6 +197,8 @@ class Store:
 
     def close(self) -> None:
         self.committer.close()
+        if isinstance(self._writers, WriterLock):
+            self._writers.close()
         if self.syncer is not None:
             self.syncer.close()
         with self._lookups_lock:

@@ -1,0 +1,49 @@
+"""The SQLite writer lock: re-entrant in a thread, exclusive across lock holders of one file."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from tokentrail.storage.writer_lock import WriterLock
+
+
+def test_reentrant_within_a_thread(tmp_path: Path) -> None:
+    lock = WriterLock(tmp_path / "db.writer-lock")
+    with lock, lock:  # a nested write in the same thread does not wait on itself
+        pass
+    lock.close()
+    lock.close()  # closing twice is harmless
+
+
+def test_exclusive_across_holders_of_the_same_file(tmp_path: Path) -> None:
+    """Two locks on one file (as two processes would hold): the second waits for the first,
+    and gets the lock as soon as it is released."""
+    path = tmp_path / "db.writer-lock"
+    first, second = WriterLock(path), WriterLock(path)
+    order: list[str] = []
+    held = threading.Event()
+
+    def other() -> None:
+        held.wait(10)
+        with second:
+            order.append("second")
+
+    t = threading.Thread(target=other)
+    t.start()
+    with first:
+        held.set()
+        time.sleep(0.2)  # the other thread is blocked in flock meanwhile
+        order.append("first")
+    t.join(10)
+    assert order == ["first", "second"]
+    first.close()
+    second.close()
+
+
+def test_without_a_file_it_is_a_thread_lock() -> None:
+    lock = WriterLock(None)
+    with lock:
+        pass
+    lock.close()
