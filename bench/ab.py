@@ -59,6 +59,12 @@ Ratios are per round against the first variant; the machine is shared with
 other jobs (see the load average), which is why only same-run ratios are
 compared.
 """
+REPRODUCE = """
+Reproduce: `make bench` runs `python bench/run.py`, then `python bench/peer.py --write`
+(tokentrail against oidc-provider, and `--workers 1` against `--workers 2`); a short run:
+`python bench/peer.py --rounds 1 --duration 2 --write`. Memory: `python bench/bench_memory.py
+--write` (1,000,000 tokens). A/B of two code versions: `python bench/ab.py --help`.
+""".strip()
 OPERATIONS = ("issuance", "introspection")
 
 
@@ -242,24 +248,30 @@ def main(argv: list[str] | None = None) -> int:
         body += f"\n\n{args.note.strip()}"
     print(body)
     if args.write:
-        section = render_section(
-            title=SECTION_TITLE,
-            intro=SECTION_INTRO,
-            machine_info=info,
-            command=command,
-            order=_order(args.block),
-            fresh={args.block: body},
-            previous=previous_section(DOCS, SECTION_ID),
-            section_id=SECTION_ID,
-        )
-        rewrite_doc(DOCS, section, SECTION_ID)
+        write_section(info, command, {args.block: body})
     return 0
 
 
-def _order(block_id: str) -> list[str]:
-    """Known blocks first, in reading order; a new id goes at the end."""
+def _order(*block_ids: str) -> list[str]:
+    """Known blocks first, in reading order; new ids go at the end."""
     known = ["client-auth-read", "hot-path", "peer", "workers", "memory"]
-    return known if block_id in known else [*known, block_id]
+    return known + [b for b in block_ids if b not in known]
+
+
+def write_section(info: dict[str, str], command: str, fresh: dict[str, str]) -> None:
+    """Rewrite this section of docs/benchmarks.md with ``fresh`` blocks; keep the others."""
+    section = render_section(
+        title=SECTION_TITLE,
+        intro=SECTION_INTRO,
+        machine_info=info,
+        command=command,
+        order=_order(*fresh),
+        fresh=fresh,
+        previous=previous_section(DOCS, SECTION_ID),
+        section_id=SECTION_ID,
+        reproduce=REPRODUCE,
+    )
+    rewrite_doc(DOCS, section, SECTION_ID)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bench.ab import SECTION_ID, SECTION_INTRO, SECTION_TITLE, _order, rss_kb
+from bench.ab import rss_kb, write_section
 from bench.harness import (
-    DOCS,
     Context,
     Options,
     fmt_int,
     load_average,
     machine,
-    previous_section,
-    render_section,
-    rewrite_doc,
     table,
 )
 from bench.loadgen import chunks
@@ -138,17 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if args.write:
-        section = render_section(
-            title=SECTION_TITLE,
-            intro=SECTION_INTRO,
-            machine_info=info,
-            command=command,
-            order=_order(BLOCK),
-            fresh={BLOCK: body},
-            previous=previous_section(DOCS, SECTION_ID),
-            section_id=SECTION_ID,
-        )
-        rewrite_doc(DOCS, section, SECTION_ID)
+        write_section(info, command, {BLOCK: body})
     return 0
 
 

@@ -451,12 +451,14 @@ def render_section(
     fresh: dict[str, str],
     previous: str | None,
     section_id: str = SECTION_ID,
+    reproduce: str | None = None,
 ) -> str:
     """The whole generated section: machine block, then one block per module.
 
     ``fresh`` maps module names to blocks measured now; modules in ``order``
     that were not run keep their block from ``previous`` (the old section);
-    every block ends with the date and command that measured it.
+    every block ends with the date and command that measured it. ``reproduce``
+    replaces the machine block's closing line (how to rerun bench/run.py).
     """
     machine_rows = [(k, v) for k, v in machine_info.items()]
     machine_md = "\n".join(
@@ -467,7 +469,8 @@ def render_section(
             "",
             *[f"- **{k}**: {v}" for k, v in machine_rows],
             "",
-            "Reproduce: `make bench` (the virtual environment's `python bench/run.py`); "
+            reproduce
+            or "Reproduce: `make bench` (the virtual environment's `python bench/run.py`); "
             "`python bench/run.py --quick` is a short smoke run that writes nothing unless "
             "given `--output`.",
         ]

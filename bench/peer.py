@@ -38,16 +38,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import plots
-from bench.ab import SECTION_ID, SECTION_INTRO, SECTION_TITLE, _order, rss_kb
+from bench.ab import rss_kb, write_section
 from bench.harness import (
     DOCS,
     Context,
     Options,
     load_average,
     machine,
-    previous_section,
-    render_section,
-    rewrite_doc,
 )
 from bench.rounds import Results, Rounds, load_line, op_table, run_rounds
 from bench.server import scratch_database
@@ -263,17 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             print(fresh[name] + "\n")
         info = machine(Path(tmp), ctx.loadgen().name, load)
     if args.write:
-        section = render_section(
-            title=SECTION_TITLE,
-            intro=SECTION_INTRO,
-            machine_info=info,
-            command=command,
-            order=_order("peer"),
-            fresh=fresh,
-            previous=previous_section(DOCS, SECTION_ID),
-            section_id=SECTION_ID,
-        )
-        rewrite_doc(DOCS, section, SECTION_ID)
+        write_section(info, command, fresh)
     return 0
 
 

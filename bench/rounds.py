@@ -59,7 +59,7 @@ def run_rounds(ctx: Context, systems: Sequence[System], ops: Sequence[str], roun
                     r = measure(
                         ctx,
                         call.url,
-                        body=call.body,
+                        body=call.body() if callable(call.body) else call.body,
                         authorization=call.authorization,
                         expect=call.expect,
                         pool=call.pool,

@@ -61,10 +61,14 @@ def post(url: str, authorization: str, data: dict[str, str]) -> httpx.Response:
 
 @dataclass
 class Call:
-    """One operation against one system: what wrk sends and what every answer must hold."""
+    """One operation against one system: what wrk sends and what every answer must hold.
+
+    ``body`` may be a function, called before every run (a token to introspect is
+    issued afresh, as it would expire during a long run).
+    """
 
     url: str
-    body: str
+    body: str | Callable[[], str]
     authorization: str
     expect: str
     pool: Pool | None = None
@@ -191,7 +195,7 @@ def _tokentrail_calls(
         "issuance": Call(token_url, ISSUE, worker, '"token_type":"Bearer"'),
         "introspection": Call(
             introspect_url,
-            urlencode({"token": server.issue_token()}),
+            lambda: urlencode({"token": server.issue_token()}),
             gateway,
             '"active":true',
         ),
@@ -328,7 +332,7 @@ def _oidc_provider_calls(ctx: Context, node: NodeServer) -> System:
         "issuance": Call(token_url, ISSUE, worker, '"token_type":"Bearer"'),
         "introspection": Call(
             introspect_url,
-            urlencode({"token": opaque_tokens(1)[0]}),
+            lambda: urlencode({"token": opaque_tokens(1)[0]}),
             api,
             '"active":true',
         ),
