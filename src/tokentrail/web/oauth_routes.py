@@ -26,6 +26,7 @@ thread; the client is answered once its transaction is durable.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,9 +42,15 @@ from tokentrail.errors import OAuthError, RequestTooLarge
 from tokentrail.oauth.grants import Pending
 from tokentrail.oauth.request import OAuthRequest
 from tokentrail.storage.store import Store, WriteWouldBlock
-from tokentrail.web.responses import error_response, json_response
+from tokentrail.web.responses import NO_STORE, error_response
 
 log = logging.getLogger("tokentrail.http")
+
+#: What :func:`~tokentrail.web.responses.json_response` sends with a JSON body.
+_JSON_HEADERS = [
+    (b"content-type", b"application/json"),
+    *((k.lower().encode(), v.encode()) for k, v in NO_STORE.items()),
+]
 
 Handler = Callable[[OAuthRequest], Any]
 
@@ -123,9 +130,14 @@ class OAuthFront:
             await self.app(scope, receive, send)
             return
         response = await self._respond(route, scope, receive)
+        if isinstance(response, bytes):  # the success body: sent without a Response object
+            headers = [*_JSON_HEADERS, (b"content-length", str(len(response)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": response})
+            return
         await response(scope, receive, send)
 
-    async def _respond(self, route: OAuthRoute, scope: Scope, receive: Receive) -> Response:
+    async def _respond(self, route: OAuthRoute, scope: Scope, receive: Receive) -> Response | bytes:
         if scope["method"] != "POST":
             return error_response(
                 "invalid_request", "this endpoint accepts POST only", 405, {"Allow": "POST"}
@@ -149,7 +161,7 @@ class OAuthFront:
             return error_response("server_error", "internal error", 500)
         if route.empty_ok and result is None:
             return Response(status_code=200, headers={"Cache-Control": "no-store"})
-        return json_response(result)
+        return json.dumps(result, separators=(",", ":")).encode()
 
     async def _parse(self, scope: Scope, receive: Receive) -> OAuthRequest:
         content_type = authorization = length = None
