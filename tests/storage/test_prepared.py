@@ -129,3 +129,19 @@ def test_statements_in_each_drivers_parameter_style() -> None:
     assert ":client_id" in sqlite.client_with_credentials
     assert "%(client_id)s" in pg.client_with_credentials
     assert pg.first_revoked(2).endswith("IN (%(i0)s, %(i1)s) LIMIT 1")
+
+
+def test_reads_inside_a_write_use_its_transaction(store: Store) -> None:
+    """A read or lookup opened inside a write (a signing-key refresh during an issuance)
+    goes through the write's own connection: no second connection that could wait for
+    ever on a pool held by writers queued behind this one. It sees the write's rows."""
+    with store.write() as tx:
+        tx.insert_node(node("at_inner"))
+        with store.read() as inner:
+            assert inner is tx
+            assert inner.get_node("at_inner") is not None
+        with store.lookup() as db:
+            assert db is tx.fast
+    with store.read() as outside:
+        assert outside is not tx
+        assert outside.get_node("at_inner") is not None

@@ -130,12 +130,23 @@ class Store:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             tx = Tx(conn, self.statements)
             with conn.begin():
-                yield tx
+                open_writes = self._open_writes()
+                open_writes.append(tx)
+                try:
+                    yield tx
+                finally:
+                    open_writes.pop()
         if self.syncer is not None:
             self.syncer.durable()  # acknowledged only once the WAL is on disk
         for rev in tx.revoked:
             for hook in self.revocation_hooks:
                 hook(rev)
+
+    def _open_writes(self) -> list[Tx]:
+        found: list[Tx] | None = getattr(self._local, "writes", None)
+        if found is None:
+            found = self._local.writes = []
+        return found
 
     @staticmethod
     @contextmanager
@@ -149,6 +160,12 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
+        """A read transaction; inside a :meth:`write` block of the same thread, that
+        write's own transaction (see :meth:`lookup`)."""
+        open_writes = self._open_writes()
+        if open_writes:
+            yield open_writes[-1]
+            return
         with self.engine.connect() as conn, conn.begin():
             yield Tx(conn, self.statements)
 
@@ -163,7 +180,17 @@ class Store:
         PostgreSQL, where every connection is a server process, a lookup borrows
         a pooled connection (in autocommit mode while it has it: no transaction
         to end) and gives it back.
+
+        Inside a :meth:`write` block of the same thread, reads and lookups go
+        through that write's own transaction instead: a second connection there
+        could wait for ever on PostgreSQL, when every pooled connection is held
+        by writers queued on the audit lock this write holds (a signing-key
+        refresh during an issuance did exactly that).
         """
+        open_writes = self._open_writes()
+        if open_writes:
+            yield open_writes[-1].fast
+            return
         if self.dialect == "postgresql":
             raw = self.engine.raw_connection()
             dbapi: Any = raw.driver_connection
