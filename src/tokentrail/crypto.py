@@ -362,12 +362,12 @@ class TokenVerifier:
             raise InvalidToken("bad signature") from exc
         try:
             # RFC 7515 §5.2: the payload is UTF-8; decoding first skips json's encoding sniffing.
-            claims = _json_loads(b64url_decode(payload_b64).decode("utf-8"))
+            claims: dict[str, Any] = _json_loads(b64url_decode(payload_b64).decode("utf-8"))
         except ValueError as exc:
             raise InvalidToken("payload is not base64url JSON") from exc
         if type(claims) is not dict:
             raise InvalidToken("payload is not a JSON object")
-        return cast(dict[str, Any], claims)
+        return claims
 
 
 def _import_public(jwk: dict[str, Any]) -> _PublicKey:
