@@ -4,22 +4,28 @@ Revoking an access token revokes its node, so every token exchanged from it
 dies too. Revoking a refresh token revokes its whole session (§2.1: the server
 SHOULD also invalidate the access tokens of the same grant). Unknown, malformed
 or foreign tokens get 200 like real ones (§2.2): the response never tells a
-caller whether a token exists. A storage failure is 503, never a false 200.
+caller whether a token exists. A storage failure is 503, never a false 200:
+the answer is sent only once the revocation's transaction (possibly shared
+with other requests' writes, see :mod:`tokentrail.storage.group_commit`) is
+durable.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.exc import SQLAlchemyError
+import contextlib
+from typing import Any
 
 from tokentrail import crypto
-from tokentrail.errors import InvalidToken, NotFound, TemporarilyUnavailable
+from tokentrail.errors import InvalidToken, NotFound
 from tokentrail.lineage import revoke
 from tokentrail.model import NodeKind
 from tokentrail.oauth.access_token import looks_like_jwt
 from tokentrail.oauth.authority import Authority
 from tokentrail.oauth.client_auth import ClientAuthenticator
+from tokentrail.oauth.grants import Pending
 from tokentrail.oauth.refresh_tokens import looks_like_refresh_token
 from tokentrail.oauth.request import OAuthRequest
+from tokentrail.storage.store import Tx
 
 
 class RevocationEndpoint:
@@ -28,28 +34,38 @@ class RevocationEndpoint:
         self._authenticator = authenticator
 
     def handle(self, req: OAuthRequest) -> None:
+        """Revoke, with the revocation committed when this returns."""
+        outcome = self.respond(req)
+        if outcome is not None:
+            outcome.run(self._a.store)
+
+    def respond(self, req: OAuthRequest) -> Pending | None:
+        """The revocation's write still to run (it may share a group commit), or
+        None when there is nothing to revoke (§2.2: answered 200 all the same)."""
         auth = self._authenticator.authenticate(req)
         token = req.require("token")
         # §2.1: token_type_hint is only a lookup hint; both kinds are searched.
         target = self._target(token, auth.client.id)
         if target is None:
-            return
+            return None
         now = self._a.clock.now()
-        try:
-            with self._a.store.write() as tx:
+        horizon = self._a.horizon
+
+        def write(tx: Tx) -> dict[str, Any]:
+            # A token signed by us whose node is gone (compacted after expiry) is
+            # unknown: §2.2, 200 all the same. NotFound is raised before any write.
+            with contextlib.suppress(NotFound):
                 revoke(
                     tx,
                     target,
                     reason="revoked by client (RFC 7009)",
                     actor=f"client:{auth.client.id}",
                     now=now,
-                    horizon=self._a.horizon,
+                    horizon=horizon,
                 )
-        except NotFound:
-            # Signed by us but its node is gone (compacted after expiry): §2.2, unknown is 200.
-            return
-        except SQLAlchemyError as exc:
-            raise TemporarilyUnavailable("revocation could not be recorded; retry") from exc
+            return {}
+
+        return Pending(write)
 
     def _target(self, token: str, client_id: str) -> str | None:
         """The node to revoke, or None when the token is not this client's."""

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -48,9 +47,6 @@ def create_app(services: Services) -> ASGIApp:
 
     async def health(_: Request) -> Response:
         return json_response({"status": "ok"})
-
-    def revoke(req: Any) -> None:
-        services.revocation.handle(req)
 
     broadcaster = Broadcaster()
 
@@ -128,7 +124,9 @@ def create_app(services: Services) -> ASGIApp:
                 services.metrics.instrument_introspection(services.introspection.handle),
                 inline=lambda _: reads_inline,
             ),
-            "/oauth/revoke": OAuthRoute(revoke, empty_ok=True),
+            "/oauth/revoke": OAuthRoute(
+                services.revocation.respond, empty_ok=True, inline=lambda _: reads_inline
+            ),
         },
         store=services.store,
         issuer=issuer,

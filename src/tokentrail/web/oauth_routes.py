@@ -159,7 +159,7 @@ class OAuthFront:
         except Exception:
             log.exception("unexpected failure on %s", path)
             return error_response("server_error", "internal error", 500)
-        if route.empty_ok and result is None:
+        if route.empty_ok and not result:
             return Response(status_code=200, headers={"Cache-Control": "no-store"})
         return json.dumps(result, separators=(",", ":")).encode()
 
