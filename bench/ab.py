@@ -60,10 +60,11 @@ other jobs (see the load average), which is why only same-run ratios are
 compared.
 """
 REPRODUCE = """
-Reproduce: `make bench` runs `python bench/run.py`, then `python bench/peer.py --write`
-(tokentrail against oidc-provider, and `--workers 1` against `--workers 2`); a short run:
-`python bench/peer.py --rounds 1 --duration 2 --write`. Memory: `python bench/bench_memory.py
---write` (1,000,000 tokens). A/B of two code versions: `python bench/ab.py --help`.
+Reproduce: `make bench` runs `python bench/run.py`, `python bench/peer.py --write`
+(tokentrail against oidc-provider, and `--workers 1` against `--workers 2`) and
+`python bench/bench_memory.py --write` (1,000,000 tokens); a short run:
+`python bench/peer.py --rounds 1 --duration 2 --write`. A/B of two code versions:
+`python bench/ab.py --help`.
 """.strip()
 OPERATIONS = ("issuance", "introspection")
 
