@@ -11,6 +11,8 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -119,6 +121,26 @@ def _open(data: Path, db: str | None, paths: Path, **extra: Any) -> Services:
         _fail(f"cannot open the database: {str(exc).splitlines()[0]}")
     except OSError as exc:
         _fail(f"cannot open the data folder {data}: {exc.strerror or exc}")
+
+
+@contextmanager
+def _services(
+    data: Path,
+    db: str | None,
+    paths: Path | None,
+    *,
+    errors: tuple[type[Exception], ...] = (),
+    **extra: Any,
+) -> Iterator[Services]:
+    """The services for one command, always closed; ``errors`` raised inside become a
+    clean CLI failure (their message, exit code 1)."""
+    s = _open(data, db, paths or BUNDLED_PATHS, **extra)
+    try:
+        yield s
+    except errors as exc:
+        _fail(str(exc))
+    finally:
+        s.close()
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -309,13 +331,8 @@ def team_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a team."""
-    s = _open(data, db, paths)
-    try:
+    with _services(data, db, paths, errors=(ValueError, Conflict)) as s:
         team = s.admin.create_team(name, actor=_actor())
-    except (ValueError, Conflict) as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     if as_json:
         _emit({"id": team.id})
     else:
@@ -378,8 +395,7 @@ def client_create(
 ) -> None:
     """Register a client and issue its first credential (the secret is shown once)."""
     jwks_doc = _read_json_file(jwks) if jwks else None
-    s = _open(data, db, paths)
-    try:
+    with _services(data, db, paths, errors=(ValueError, NotFound)) as s:
         issued = s.admin.create_client(
             team=team,
             name=name,
@@ -392,10 +408,6 @@ def client_create(
             audiences=audience or [],
             actor=_actor(),
         )
-    except (ValueError, NotFound) as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     result = {"client_id": issued.client_id, "credential_id": issued.credential_id}
     if issued.client_secret is not None:
         result["client_secret"] = issued.client_secret
@@ -428,8 +440,7 @@ def client_rotate(
 ) -> None:
     """Issue a new credential; older ones stop working after the grace period."""
     jwks_doc = _read_json_file(jwks) if jwks else None
-    s = _open(data, db, paths)
-    try:
+    with _services(data, db, paths, errors=(ValueError, NotFound)) as s:
         issued = s.admin.rotate_credential(
             client_id,
             jwks=jwks_doc,
@@ -437,10 +448,6 @@ def client_rotate(
             actor=_actor(),
             tls_subject_dn=tls_subject_dn,
         )
-    except (ValueError, NotFound) as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     result = {"client_id": issued.client_id, "credential_id": issued.credential_id}
     if issued.client_secret is not None:
         result["client_secret"] = issued.client_secret
@@ -511,8 +518,7 @@ def issuer_trust(
 ) -> None:
     """Trust an upstream identity provider for the JWT bearer grant (RFC 7523)."""
     jwks_doc = _read_json_file(jwks) if jwks is not None else None
-    s = _open(data, db, paths)
-    try:
+    with _services(data, db, paths, errors=(ValueError,)) as s:
         s.admin.trust_issuer(
             issuer,
             jwks=jwks_doc,
@@ -522,10 +528,6 @@ def issuer_trust(
             actor=_actor(),
         )
 
-    except ValueError as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     out.print(f"trusting {issuer} (audience {audience})", highlight=False)
 
 
@@ -543,13 +545,8 @@ def admin_key_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an admin-API key (shown once)."""
-    s = _open(data, db, paths)
-    try:
+    with _services(data, db, paths, errors=(ValueError, NotFound)) as s:
         key, secret = s.admin.create_admin_key(team=team, roles=role, name=name, actor=_actor())
-    except (ValueError, NotFound) as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     if as_json:
         _emit({"id": key.id, "key": secret, "team": key.team_id, "roles": list(key.roles)})
     else:
@@ -590,14 +587,8 @@ def lineage_show(
     from tokentrail.lineage import tree
     from tokentrail.render import tree_json, tree_lines
 
-    s = _open(data, db, paths)
-    try:
-        with s.store.read() as tx:
-            result = tree(tx, node_id, limit=limit)
-    except NotFound as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
+    with _services(data, db, paths, errors=(NotFound,)) as s, s.store.read() as tx:
+        result = tree(tx, node_id, limit=limit)
     if as_json:
         _emit(tree_json(result, s.paths))
         return
@@ -615,16 +606,11 @@ def revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a node (credential, session, token) and so everything derived from it."""
-    s = _open(data, db, paths)
-    try:
+    with _services(data, db, paths, errors=(ValueError, NotFound)) as s:
         rev = s.admin.revoke(node_id, reason=reason, actor=_actor())
         with s.store.read() as tx:
             current = tx.get_revocation(node_id)
             descendants = tx.count_descendants(node_id)
-    except (ValueError, NotFound) as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     assert current is not None
     result = {
         "node_id": node_id,
@@ -687,13 +673,8 @@ def session_end(
     paths: PathsOpt = BUNDLED_PATHS,
 ) -> None:
     """End one session and everything issued under it."""
-    s = _open(data, db, paths)
-    try:
+    with _services(data, db, paths, errors=(NotFound,)) as s:
         ended = s.sessions.end(session_id, actor=_actor(), reason=reason)
-    except NotFound as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     out.print(f"session {session_id} {'ended' if ended else 'was already ended'}")
 
 

@@ -47,17 +47,16 @@ def audit_verify(
 ) -> None:
     """Check every link of the hash chain and every signed checkpoint."""
     cli = _cli()
-    s = cli._open(data, db, cli.BUNDLED_PATHS)
-    try:
-        with Progress(
+    with (
+        cli._services(data, db, None) as s,
+        Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=cli.err, transient=True
-        ) as bar:
-            task = bar.add_task("verifying", total=None)
-            result = s.ledger.verify(
-                progress=lambda n: bar.update(task, description=f"verified {n:,} records")
-            )
-    finally:
-        s.close()
+        ) as bar,
+    ):
+        task = bar.add_task("verifying", total=None)
+        result = s.ledger.verify(
+            progress=lambda n: bar.update(task, description=f"verified {n:,} records")
+        )
     if as_json:
         cli._emit(result.as_dict())
     elif result.ok:
@@ -83,11 +82,8 @@ def audit_checkpoint(
 ) -> None:
     """Sign the newest record now."""
     cli = _cli()
-    s = cli._open(data, db, cli.BUNDLED_PATHS)
-    try:
+    with cli._services(data, db, None) as s:
         cp = s.ledger.checkpoint()
-    finally:
-        s.close()
     cli.out.print(f"checkpoint at seq {cp.seq}" if cp else "nothing new to checkpoint")
 
 
@@ -100,14 +96,11 @@ def audit_checkpoints(
 ) -> None:
     """Export the signed checkpoints and the public key that verifies them (JSON)."""
     cli = _cli()
-    s = cli._open(data, db, cli.BUNDLED_PATHS)
-    try:
+    with cli._services(data, db, None) as s:
         doc = {
             "keys": s.ledger.public_keys(),
             "checkpoints": [c.as_dict() for c in s.ledger.checkpoints()],
         }
-    finally:
-        s.close()
     cli._emit(doc)
 
 
@@ -169,8 +162,7 @@ def audit_query(
 ) -> None:
     """Find audit records by subject, client, credential or node lineage, team, event, time."""
     cli = _cli()
-    s = cli._open(data, db, cli.BUNDLED_PATHS)
-    try:
+    with cli._services(data, db, None, errors=(NotFound,)) as s:
         rows = _records(
             s,
             subject=subject,
@@ -183,10 +175,6 @@ def audit_query(
             until=until,
             limit=limit,
         )
-    except NotFound as exc:
-        cli._fail(str(exc))
-    finally:
-        s.close()
     if as_json:
         cli._emit(rows)
         return
@@ -222,8 +210,7 @@ def audit_export(
     cli = _cli()
     if fmt not in ("jsonl", "ocsf"):
         cli._fail("--format must be jsonl or ocsf")
-    s = cli._open(data, db, cli.BUNDLED_PATHS)
-    try:
+    with cli._services(data, db, None, errors=(NotFound,)) as s:
         rows = _records(
             s,
             subject=subject,
@@ -236,10 +223,6 @@ def audit_export(
             until=until,
             limit=limit,
         )
-    except NotFound as exc:
-        cli._fail(str(exc))
-    finally:
-        s.close()
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
     try:
         for r in rows:

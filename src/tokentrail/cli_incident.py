@@ -27,11 +27,6 @@ def _cli() -> Any:
     return cli
 
 
-def _open(data: Path, db: str | None, paths: Path | None) -> Any:
-    cli = _cli()
-    return cli._open(data, db, paths or cli.BUNDLED_PATHS)
-
-
 @incident_app.command("open")
 def incident_open(
     reason: Annotated[str, typer.Option(help="What is suspected (recorded in the ledger).")],
@@ -45,15 +40,10 @@ def incident_open(
 ) -> None:
     """Contain at once (revoke the target and all derived from it) and open an incident."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with cli._services(data, db, paths, errors=(ValueError, NotFound)) as s:
         inc = s.incidents.open(
             credential=credential, node=node, subject=subject, reason=reason, actor=cli._actor()
         )
-    except (ValueError, NotFound) as exc:
-        cli._fail(str(exc))
-    finally:
-        s.close()
     if as_json:
         cli._emit(inc.as_dict())
     else:
@@ -70,13 +60,8 @@ def incident_add(
 ) -> None:
     """Contain one more node under an open incident."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with cli._services(data, db, paths, errors=(NotFound, Conflict)) as s:
         inc = s.incidents.add(incident_id, node, actor=cli._actor())
-    except (NotFound, Conflict) as exc:
-        cli._fail(str(exc))
-    finally:
-        s.close()
     cli.out.print(f"incident {inc.id}: {len(inc.nodes)} node(s) contained")
 
 
@@ -86,13 +71,8 @@ def incident_close(
 ) -> None:
     """Close an incident (its record and revocations stay)."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with cli._services(data, db, paths, errors=(NotFound,)) as s:
         s.incidents.close(incident_id, actor=cli._actor())
-    except NotFound as exc:
-        cli._fail(str(exc))
-    finally:
-        s.close()
     cli.out.print(f"incident {incident_id} closed")
 
 
@@ -105,11 +85,8 @@ def incident_list(
 ) -> None:
     """List incidents."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with cli._services(data, db, paths) as s:
         incidents = s.incidents.list_all()
-    finally:
-        s.close()
     if as_json:
         cli._emit([i.as_dict() for i in incidents])
         return
@@ -134,13 +111,8 @@ def incident_report(
     cli = _cli()
     if fmt not in ("markdown", "html", "json"):
         cli._fail("--format must be markdown, html or json")
-    s = _open(data, db, paths)
-    try:
+    with cli._services(data, db, paths, errors=(NotFound,)) as s:
         report = build_report(s.store, s.paths, s.incidents.get(incident_id))
-    except NotFound as exc:
-        cli._fail(str(exc))
-    finally:
-        s.close()
     if fmt == "json":
         text = json.dumps(report, indent=2)
     else:

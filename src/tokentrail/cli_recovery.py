@@ -12,6 +12,7 @@ docs/recovery.md).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -50,9 +51,11 @@ def _cli() -> Any:
     return cli
 
 
-def _open(data: Path, db: str | None, paths: Path | None) -> Any:
-    cli = _cli()
-    return cli._open(data, db, paths or cli.BUNDLED_PATHS)
+def _session(
+    data: Path, db: str | None, paths: Path | None, errors: tuple[type[Exception], ...]
+) -> AbstractContextManager[Any]:
+    session: AbstractContextManager[Any] = _cli()._services(data, db, paths, errors=errors)
+    return session
 
 
 def _fail(message: str) -> NoReturn:
@@ -107,13 +110,8 @@ def channel_add(
 ) -> None:
     """Register a channel of SUBJECT (its other channels are told)."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         ch = s.recovery.add_channel(subject, kind, address, actor=cli._actor())
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     if as_json:
         cli._emit(ch)
     else:
@@ -130,11 +128,8 @@ def channel_list(
 ) -> None:
     """List SUBJECT's channels."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, ()) as s:
         channels = s.recovery.channels(subject, reveal=True)
-    finally:
-        s.close()
     if as_json:
         cli._emit(channels)
         return
@@ -151,13 +146,8 @@ def channel_remove(
 ) -> None:
     """Remove a channel."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         s.recovery.remove_channel(channel_id, actor=cli._actor())
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     cli.out.print(f"channel {channel_id} removed")
 
 
@@ -175,8 +165,7 @@ def request(
     as_json: JsonOpt = False,
 ) -> None:
     """Open a recovery request (role support); the one-time code goes to the subject."""
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         view = s.recovery.open(
             _as_key(s, key),
             subject=subject,
@@ -185,10 +174,6 @@ def request(
             reason=reason,
             channel_id=channel,
         )
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     _show(view, as_json)
 
 
@@ -216,15 +201,10 @@ def proof(
             assertion = assertion_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             _fail(f"cannot read {assertion_file}: {exc.strerror}")
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         view = s.recovery.proof(
             _as_key(s, key), request_id, code=code, assertion=assertion, dpop_jkt=dpop_jkt
         )
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     _show(view, as_json)
 
 
@@ -238,13 +218,8 @@ def resend(
     as_json: JsonOpt = False,
 ) -> None:
     """Send the subject a fresh one-time code (role support)."""
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         view = s.recovery.resend(_as_key(s, key), request_id)
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     _show(view, as_json)
 
 
@@ -259,13 +234,8 @@ def approve(
     as_json: JsonOpt = False,
 ) -> None:
     """Approve (role approver of the path's team; never the requester)."""
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         view = s.recovery.approve(_as_key(s, key), request_id, note=note)
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     _show(view, as_json)
 
 
@@ -280,13 +250,8 @@ def deny(
     as_json: JsonOpt = False,
 ) -> None:
     """Deny (role approver of the path's team); an unredeemed grant dies with it."""
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         view = s.recovery.deny(_as_key(s, key), request_id, reason=reason)
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     _show(view, as_json)
 
 
@@ -301,13 +266,8 @@ def cancel(
     as_json: JsonOpt = False,
 ) -> None:
     """Withdraw a request (role support); an unredeemed grant dies with it."""
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         view = s.recovery.cancel(_as_key(s, key), request_id, reason=reason)
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     _show(view, as_json)
 
 
@@ -324,18 +284,13 @@ def status(
 ) -> None:
     """Show one request, or list requests and freezes (with --key: what that key may see)."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         actor = _as_key(s, key) if key else Actor(cli._actor(), None, ())
         if request_id is not None:
             view = s.recovery.status(actor, request_id)
         else:
             found = s.recovery.find(actor, subject=subject, state=state)
             freezes = s.recovery.freezes()
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     if request_id is not None:
         _show(view, as_json)
         return
@@ -360,14 +315,9 @@ def freeze(
 ) -> None:
     """Stop recovery at once, globally or on one path, on every node."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         actor = _as_key(s, key).id if key else cli._actor()
         result = s.recovery.freeze(actor, path_id=path, reason=reason)
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     where = "every recovery path" if path is None else f"path {path}"
     state = "was already frozen" if result["already_frozen"] else "frozen"
     cli.out.print(f"recovery on {where} {state}")
@@ -383,14 +333,9 @@ def unfreeze(
 ) -> None:
     """Lift a freeze (a per-path freeze and the global one are lifted separately)."""
     cli = _cli()
-    s = _open(data, db, paths)
-    try:
+    with _session(data, db, paths, _ERRORS) as s:
         actor = _as_key(s, key).id if key else cli._actor()
         result = s.recovery.unfreeze(actor, path_id=path)
-    except _ERRORS as exc:
-        _fail(str(exc))
-    finally:
-        s.close()
     where = "every recovery path (global)" if path is None else f"path {path}"
     still = result["still_frozen"]
     cli.out.print(
