@@ -281,14 +281,12 @@ def lock(
         now=now,
         horizon=authority.horizon,
     )
-    tx.append_audit(
+    audit_request(
+        tx,
         Event.LOCKED,
+        row,
         at=now,
         actor=actor,
-        node_id=row["id"],
-        client_id=row["client_id"],
-        subject=row["subject"],
-        team_id=row["team_id"],
         data={"request": row["id"], "path": row["path_id"], "reason": why},
     )
     note = {"request": row["id"], "reason": why, "at": now}
@@ -638,14 +636,12 @@ class Recovery:
             if not tx.update_recovery(row["id"], expect=state.value, updated_at=now, **values):
                 raise Conflict(f"recovery request {request_id} changed meanwhile; try again")
             row.update(values)
-            tx.append_audit(
+            audit_request(
+                tx,
                 Event.PROOFED,
+                row,
                 at=now,
                 actor=actor.id,
-                node_id=row["id"],
-                client_id=row["client_id"],
-                subject=row["subject"],
-                team_id=row["team_id"],
                 data={
                     "request": row["id"],
                     "path": path.id,
@@ -720,14 +716,12 @@ class Recovery:
                 raise Conflict(f"recovery request {request_id} changed meanwhile; try again")
             row["approvals"] = approvals
             valid = [a for a in approvals if a["expires_at"] > now]
-            tx.append_audit(
+            audit_request(
+                tx,
                 Event.APPROVED,
+                row,
                 at=now,
                 actor=actor.id,
-                node_id=row["id"],
-                client_id=row["client_id"],
-                subject=row["subject"],
-                team_id=row["team_id"],
                 data={
                     "request": row["id"],
                     "path": path.id,
@@ -776,14 +770,12 @@ class Recovery:
                 now=now,
                 horizon=self._a.horizon,
             )
-            tx.append_audit(
+            audit_request(
+                tx,
                 Event.DENIED if to is State.DENIED else Event.CANCELLED,
+                row,
                 at=now,
                 actor=actor.id,
-                node_id=row["id"],
-                client_id=row["client_id"],
-                subject=row["subject"],
-                team_id=row["team_id"],
                 data={"request": row["id"], "path": path.id, "reason": reason},
             )
             if rec.notify_subject:
@@ -902,14 +894,12 @@ class Recovery:
             transition(
                 tx, row, State.CANCELLED, now, closed_by="tokentrail:recovery", close_reason=why
             )
-            tx.append_audit(
+            audit_request(
+                tx,
                 Event.CANCELLED,
+                row,
                 at=now,
                 actor="tokentrail:recovery",
-                node_id=row["id"],
-                client_id=row["client_id"],
-                subject=row["subject"],
-                team_id=row["team_id"],
                 data={"request": row["id"], "path": row["path_id"], "reason": why},
             )
             if strict:
@@ -1077,14 +1067,12 @@ class Recovery:
             },
             at=now,
         )
-        tx.append_audit(
+        audit_request(
+            tx,
             Event.CODE_SENT,
+            row,
             at=now,
             actor=actor.id,
-            node_id=row["id"],
-            client_id=row["client_id"],
-            subject=row["subject"],
-            team_id=row["team_id"],
             data={
                 "request": row["id"],
                 "channel": channel["id"],
@@ -1112,14 +1100,12 @@ class Recovery:
         ):
             raise Conflict(f"recovery request {row['id']} changed meanwhile; try again")
         row["attempts"] = attempts
-        tx.append_audit(
+        audit_request(
+            tx,
             Event.PROOF_FAILED,
+            row,
             at=now,
             actor=actor.id,
-            node_id=row["id"],
-            client_id=row["client_id"],
-            subject=row["subject"],
-            team_id=row["team_id"],
             data={
                 "request": row["id"],
                 "path": path.id,
@@ -1213,14 +1199,12 @@ class Recovery:
             },
             at=now,
         )
-        tx.append_audit(
+        audit_request(
+            tx,
             Event.GRANTED,
+            row,
             at=now,
             actor=actor.id,
-            node_id=row["id"],
-            client_id=row["client_id"],
-            subject=row["subject"],
-            team_id=row["team_id"],
             data={
                 "request": row["id"],
                 "path": path.id,
@@ -1306,17 +1290,31 @@ class Recovery:
         }
 
 
-def expire(tx: Tx, row: dict[str, Any], now: float) -> None:
-    """Move a request past its time to ``expired`` (its grant, if any, dies with it)."""
-    transition(tx, row, State.EXPIRED, now)
+def audit_request(
+    tx: Tx, event: Event, row: dict[str, Any], *, at: float, actor: str, data: dict[str, Any]
+) -> None:
+    """An audit record about a recovery request: its node, client, subject and team."""
     tx.append_audit(
-        Event.EXPIRED,
-        at=now,
-        actor="tokentrail:recovery",
+        event,
+        at=at,
+        actor=actor,
         node_id=row["id"],
         client_id=row["client_id"],
         subject=row["subject"],
         team_id=row["team_id"],
+        data=data,
+    )
+
+
+def expire(tx: Tx, row: dict[str, Any], now: float) -> None:
+    """Move a request past its time to ``expired`` (its grant, if any, dies with it)."""
+    transition(tx, row, State.EXPIRED, now)
+    audit_request(
+        tx,
+        Event.EXPIRED,
+        row,
+        at=now,
+        actor="tokentrail:recovery",
         data={"request": row["id"], "path": row["path_id"], "expired_at": row["expires_at"]},
     )
 
