@@ -72,20 +72,12 @@ class OAuthRoute:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """A Starlette request's body, refused beyond ``limit`` bytes (admin API)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"request body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await _receive_body(request.receive, request.headers.get("content-length"), limit)
 
 
-async def _receive_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+async def _receive_body(receive: Receive, declared: str | bytes | None, limit: int) -> bytes:
+    """The body from ASGI messages: 413 (RequestTooLarge) beyond ``limit`` bytes, by the
+    declared length or by what arrives; a disconnect ends it."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
