@@ -47,6 +47,7 @@ from typing import Any
 
 from tokentrail.clock import Clock
 from tokentrail.model import Revocation
+from tokentrail.sdk.revocation import FollowedRevocations
 from tokentrail.storage.store import REVOCATION_CHANNEL, Store
 
 log = logging.getLogger("tokentrail.revocations")
@@ -90,7 +91,7 @@ class LagStats:
     last: float
 
 
-class NodeRevocationView:
+class NodeRevocationView(FollowedRevocations):
     """Revoked ids that still matter, followed from the revocations table.
 
     A :class:`tokentrail.sdk.RevocationView`: ``is_revoked`` takes no lock (only
@@ -110,19 +111,15 @@ class NodeRevocationView:
         recent: int = RECENT,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(bound=bound, monotonic=monotonic)
         self._store = store
         self._clock = clock
-        self._bound = bound
         self._poll = poll_interval
         self._page = page
         self._recent_max = recent
-        self._monotonic = monotonic
-        self._ids: dict[str, float] = {}
         #: (floor, entries, seq): the recent entries cover every seq in (floor, seq].
         #: One attribute, swapped whole, so readers never see a mix of two states.
         self._window: tuple[int, list[FeedEntry], int] = (0, [], 0)
-        self._seq = 0
-        self._synced_at = -math.inf
         self._swept_at = -math.inf
         self._lag = LagStats(0, 0.0, 0.0)
         self._write = threading.Lock()
@@ -141,26 +138,7 @@ class NodeRevocationView:
 
     # --- the RevocationView protocol -------------------------------------------
 
-    @property
-    def bound(self) -> float:
-        return self._bound
-
-    def staleness(self) -> float:
-        """Seconds since the start of the last successful catch-up (inf before the first)."""
-        return max(0.0, self._monotonic() - self._synced_at)
-
-    def is_revoked(self, ids: Sequence[str]) -> str | None:
-        revoked = self._ids
-        if revoked.keys().isdisjoint(ids):
-            return None
-        return next((i for i in ids if i in revoked), None)
-
     # --- state ------------------------------------------------------------------
-
-    @property
-    def seq(self) -> int:
-        """The highest revocation seq this view has read."""
-        return self._seq
 
     @property
     def ready(self) -> bool:
@@ -170,9 +148,6 @@ class NodeRevocationView:
     @property
     def lag(self) -> LagStats:
         return self._lag
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     def entries_after(self, seq: int, limit: int) -> tuple[list[FeedEntry], int] | None:
         """Up to ``limit`` entries after ``seq`` that still matter, from memory, and the

@@ -46,6 +46,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
+from tokentrail.sdk.revocation import FollowedRevocations
+
 log = logging.getLogger("tokentrail.sdk.feed")
 
 __all__ = ["FEED_SCOPE", "FeedRevocations"]
@@ -64,7 +66,7 @@ class _Unauthorized(Exception):
     """The node refused the feed token (expired or revoked): fetch a new one."""
 
 
-class FeedRevocations:
+class FeedRevocations(FollowedRevocations):
     """A :class:`~tokentrail.sdk.revocation.RevocationView` fed by a tokentrail node.
 
     ``issuer`` is the authority's issuer identifier (the tokens' audience is
@@ -99,6 +101,7 @@ class FeedRevocations:
             raise ValueError("give client_id and client_secret, or a token callable")
         if bound <= 0:
             raise ValueError("bound must be positive")
+        super().__init__(bound=bound, monotonic=monotonic)
         self._issuer = issuer.rstrip("/")
         base = urlsplit((url or issuer).rstrip("/"))
         if base.scheme not in ("http", "https") or not base.hostname:
@@ -106,7 +109,6 @@ class FeedRevocations:
         self._base = base
         self._client = (client_id, client_secret) if token is None else None
         self._token_source = token
-        self._bound = bound
         self._mode = mode
         self._poll_interval = poll_interval
         self._read_timeout = read_timeout if read_timeout is not None else bound / 2
@@ -114,10 +116,6 @@ class FeedRevocations:
         self._max_backoff = max_backoff
         self._ssl = ssl_context
         self._clock = clock
-        self._monotonic = monotonic
-        self._ids: dict[str, float] = {}
-        self._seq = 0
-        self._synced_at = -math.inf
         self._swept_at = -math.inf
         self._cached_token: tuple[str, float] | None = None
         self._lock = threading.Lock()
@@ -135,32 +133,7 @@ class FeedRevocations:
 
     # --- the RevocationView protocol -------------------------------------------
 
-    @property
-    def bound(self) -> float:
-        return self._bound
-
-    def staleness(self) -> float:
-        """Seconds since the view was last confirmed current (inf before the first time)."""
-        return max(0.0, self._monotonic() - self._synced_at)
-
-    def is_revoked(self, ids: Sequence[str]) -> str | None:
-        revoked = self._ids
-        if revoked.keys().isdisjoint(ids):
-            return None
-        return next((i for i in ids if i in revoked), None)
-
     # --- state -----------------------------------------------------------------
-
-    @property
-    def seq(self) -> int:
-        """The last revocation sequence number received."""
-        return self._seq
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __contains__(self, node_id: object) -> bool:
-        return node_id in self._ids
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Block until the view has been confirmed current once (or ``timeout``)."""

@@ -14,11 +14,12 @@ not take a lock (the check runs on every request).
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-__all__ = ["RevocationView", "StaticRevocations"]
+__all__ = ["FollowedRevocations", "RevocationView", "StaticRevocations"]
 
 
 class RevocationView(Protocol):
@@ -76,3 +77,45 @@ class StaticRevocations:
         if revoked.isdisjoint(ids):
             return None
         return next((i for i in ids if i in revoked), None)
+
+
+class FollowedRevocations:
+    """What a view that follows a source by sequence number holds: revoked ids with
+    the time until which they matter, the highest seq read, and when the view was
+    last known to be current. Shared by the SDK's feed follower
+    (:class:`~tokentrail.sdk.feed.FeedRevocations`) and each server's own view
+    (:class:`tokentrail.revocation_view.NodeRevocationView`); subclasses fill it.
+    ``is_revoked`` takes no lock: writers replace entries under their own lock.
+    """
+
+    def __init__(self, *, bound: float, monotonic: Callable[[], float]) -> None:
+        self._bound = bound
+        self._monotonic = monotonic
+        self._ids: dict[str, float] = {}
+        self._seq = 0
+        self._synced_at = -math.inf
+
+    @property
+    def bound(self) -> float:
+        return self._bound
+
+    def staleness(self) -> float:
+        """Seconds since the view was last known current (inf before the first time)."""
+        return max(0.0, self._monotonic() - self._synced_at)
+
+    def is_revoked(self, ids: Sequence[str]) -> str | None:
+        revoked = self._ids
+        if revoked.keys().isdisjoint(ids):
+            return None
+        return next((i for i in ids if i in revoked), None)
+
+    @property
+    def seq(self) -> int:
+        """The highest revocation sequence number read."""
+        return self._seq
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._ids
