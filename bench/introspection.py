@@ -11,7 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from bench.harness import Context, Section
-from bench.loadgen import load_markdown, measure
+from bench.loadgen import http_section, measure
 
 NAME = "introspection"
 TITLE = "Introspection of a valid token"
@@ -29,31 +29,10 @@ def run(ctx: Context) -> Section:
         authorization=server.gateway.basic,
         expect='"active":true',
     )
-    ctx.log(
-        f"  {result.rps:,.0f} req/s, p50 {result.p50 * 1e3:.2f} ms, p99 {result.p99 * 1e3:.2f} ms"
+    what = (
+        "`POST /oauth/introspect` with `token=<a valid access token>` and the resource "
+        "server's `client_secret_basic`, to the same server; every response checked to be "
+        '`"active":true` (signature, claims, and the lineage check against the '
+        "revocations table)."
     )
-    md = "\n".join(
-        [
-            f"### {TITLE}",
-            "",
-            "`POST /oauth/introspect` with `token=<a valid access token>` and the resource "
-            "server's `client_secret_basic`, to the same server; every response checked to be "
-            '`"active":true` (signature, claims, and the lineage check against the '
-            "revocations table).",
-            "",
-            load_markdown("introspection (active token)", result, ctx),
-        ]
-    )
-    return Section(
-        NAME,
-        TITLE,
-        md,
-        figures={
-            "rps": result.rps,
-            "p50_ms": result.p50 * 1e3,
-            "p90_ms": result.p90 * 1e3,
-            "p99_ms": result.p99 * 1e3,
-            "requests": result.requests,
-            "generator": result.generator,
-        },
-    )
+    return http_section(NAME, TITLE, what, "introspection (active token)", result, ctx)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bench.harness import percentile
+from bench.harness import Context, Section, percentile
 
 if TYPE_CHECKING:
     from bench.harness import Context
@@ -570,4 +570,27 @@ def load_markdown(what: str, result: LoadResult, ctx: Context) -> str:
     return f"Driven by {how}; every response checked (status 200 and body).\n\n" + table(
         ["operation", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "requests"],
         rows,
+    )
+
+
+def http_section(
+    name: str, title: str, what: str, label: str, result: LoadResult, ctx: Context
+) -> Section:
+    """The document block and figures of one HTTP operation measured by :func:`measure`."""
+    ctx.log(
+        f"  {result.rps:,.0f} req/s, p50 {result.p50 * 1e3:.2f} ms, p99 {result.p99 * 1e3:.2f} ms"
+    )
+    md = "\n".join([f"### {title}", "", what, "", load_markdown(label, result, ctx)])
+    return Section(
+        name,
+        title,
+        md,
+        figures={
+            "rps": result.rps,
+            "p50_ms": result.p50 * 1e3,
+            "p90_ms": result.p90 * 1e3,
+            "p99_ms": result.p99 * 1e3,
+            "requests": result.requests,
+            "generator": result.generator,
+        },
     )
