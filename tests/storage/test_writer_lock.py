@@ -43,7 +43,22 @@ def test_exclusive_across_holders_of_the_same_file(tmp_path: Path) -> None:
 
 
 def test_without_a_file_it_is_a_thread_lock() -> None:
+    """In-memory databases get no lock file; threads still take turns."""
     lock = WriterLock(None)
+    order: list[str] = []
+    held = threading.Event()
+
+    def other() -> None:
+        held.wait(10)
+        with lock:
+            order.append("other")
+
+    t = threading.Thread(target=other)
+    t.start()
     with lock:
-        pass
+        held.set()
+        time.sleep(0.2)
+        order.append("holder")
+    t.join(10)
+    assert order == ["holder", "other"]
     lock.close()
