@@ -3,10 +3,12 @@ and a failing write never takes the others down with it."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import wait
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -107,4 +109,131 @@ def test_max_batch_bounds_a_transaction(store: Store) -> None:
     gate.set()
     wait(futures, timeout=10)
     assert committer.batches == 1 + 3  # 7 queued writes in batches of at most 3
+    committer.close()
+
+
+# --- commits from an event loop (what the HTTP front uses) ----------------------
+
+
+def test_writes_from_one_turn_of_the_loop_share_a_transaction(store: Store) -> None:
+    """On SQLite the writes queued in one turn of the event loop commit together on the
+    loop, each answered with its own result once the WAL flush has made them durable; on
+    PostgreSQL they go to the committer thread."""
+    committer = GroupCommitter(store)
+    flushes_before = store.syncer.flushes if store.syncer else 0
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            *(committer.commit(inserting(f"at_l{i}")) for i in range(20))  # type: ignore[arg-type]
+        )
+
+    assert asyncio.run(main()) == [f"at_l{i}" for i in range(20)]
+    assert committer.writes == 20
+    if store.dialect == "sqlite":
+        assert (committer.batches, committer.loop_batches) == (1, 1)
+        assert store.syncer is not None
+        assert store.syncer.flushes > flushes_before
+    else:
+        assert committer.loop_batches == 0
+    with store.read() as tx:
+        assert all(tx.get_node(f"at_l{i}") is not None for i in range(20))
+    committer.close()
+
+
+def test_a_failing_write_on_the_loop_fails_alone(store: Store) -> None:
+    committer = GroupCommitter(store)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            committer.commit(inserting("at_lok1")),  # type: ignore[arg-type]
+            committer.commit(inserting("at_lok1")),  # type: ignore[arg-type]
+            committer.commit(inserting("at_lok2")),  # type: ignore[arg-type]
+            return_exceptions=True,
+        )
+
+    first, duplicate, last = asyncio.run(main())
+    assert (first, last) == ("at_lok1", "at_lok2")
+    assert isinstance(duplicate, IntegrityError)
+    with store.read() as tx:
+        assert tx.get_node("at_lok2") is not None
+    committer.close()
+
+
+def test_the_loop_never_waits_for_the_writer_lock(store: Store) -> None:
+    """While another writer holds the lock, the loop's batch goes to the committer
+    thread (which waits for it) and the loop stays free."""
+    if store.dialect != "sqlite":
+        pytest.skip("the writer lock is SQLite's")
+    committer = GroupCommitter(store)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with store.write():
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other_writer)
+    t.start()
+    assert holding.wait(10)
+
+    async def main() -> str:
+        pending = asyncio.ensure_future(committer.commit(inserting("at_busy")))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        assert not pending.done()  # waiting on the thread, while the loop runs on
+        release.set()
+        return str(await pending)
+
+    assert asyncio.run(main()) == "at_busy"
+    t.join(10)
+    assert committer.loop_batches == 0
+    assert committer.batches == 1
+    committer.close()
+
+
+def test_the_loop_path_after_close_refuses(store: Store) -> None:
+    committer = GroupCommitter(store)
+    committer.close()
+
+    async def main() -> Any:
+        return await committer.commit(inserting("at_late"))  # type: ignore[arg-type]
+
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(main())
+
+
+def test_a_failed_flush_fails_the_batch(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write is never acknowledged unless its flush succeeded."""
+    if store.dialect != "sqlite":
+        pytest.skip("the WAL flush is SQLite's")
+    committer = GroupCommitter(store)
+
+    def failing(tx: Tx) -> None:
+        raise OSError("fsync failed")
+
+    monkeypatch.setattr(store, "settle", failing)
+
+    async def main() -> Any:
+        return await committer.commit(inserting("at_unflushed"))  # type: ignore[arg-type]
+
+    with pytest.raises(OSError, match="fsync failed"):
+        asyncio.run(main())
+    committer.close()
+
+
+def test_a_request_that_went_away_breaks_nothing(store: Store) -> None:
+    """Cancelling a waiting request (a client that hung up) breaks neither its batch
+    nor the committer: on the loop its write still commits, on the committer thread
+    it is dropped if it had not started, and later writes go through."""
+    committer = GroupCommitter(store)
+
+    async def main() -> None:
+        gone = asyncio.ensure_future(committer.commit(inserting("at_gone")))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # queued, its batch scheduled
+        gone.cancel()
+        assert await committer.commit(inserting("at_after")) == "at_after"  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    if store.dialect == "sqlite":
+        with store.read() as tx:
+            assert tx.get_node("at_gone") is not None
     committer.close()

@@ -62,3 +62,34 @@ def test_without_a_file_it_is_a_thread_lock() -> None:
     t.join(10)
     assert order == ["holder", "other"]
     lock.close()
+
+
+def test_a_writer_that_will_not_wait_is_told_the_lock_is_taken(tmp_path: Path) -> None:
+    """acquire(blocking=False): False at once while another holder (another thread of
+    this process, or another process's lock on the file) has it; True once released."""
+    path = tmp_path / "db.writer-lock"
+    lock, other_process = WriterLock(path), WriterLock(path)
+    with other_process:
+        assert lock.acquire(blocking=False) is False  # the flock is taken
+    assert lock.acquire(blocking=False) is True
+    assert lock.acquire(blocking=False) is True  # re-entrant in its own thread
+    lock.release()
+    lock.release()
+
+    held, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            done.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(10)
+    assert lock.acquire(blocking=False) is False  # the thread lock is taken
+    done.set()
+    t.join(10)
+    assert lock.acquire(blocking=False) is True
+    lock.release()
+    lock.close()
+    other_process.close()

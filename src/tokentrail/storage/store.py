@@ -58,7 +58,7 @@ from tokentrail.storage.engine import migrate, open_engine
 from tokentrail.storage.group_commit import GroupCommitter
 from tokentrail.storage.prepared import Lookups, Statements
 from tokentrail.storage.walsync import WalSyncer
-from tokentrail.storage.writer_lock import WriterLock
+from tokentrail.storage.writer_lock import WriterBusy, WriterLock
 
 #: PostgreSQL advisory-lock key that serialises appends to the audit chain.
 AUDIT_LOCK = 7419012
@@ -122,10 +122,25 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction; SQLite takes the write lock at ``BEGIN``."""
+        """A write transaction; SQLite takes the write lock at ``BEGIN``. The block
+        is left once the commit is durable and its revocation hooks have run."""
+        with self.write_unsettled() as tx:
+            yield tx
+        self.settle(tx)
+
+    @contextmanager
+    def write_unsettled(self, *, blocking: bool = True) -> Iterator[Tx]:
+        """A write transaction that ends at its commit: nothing may be acknowledged
+        until :meth:`settle` has run for it (the WAL flush, the revocation hooks).
+
+        Without ``blocking``, :class:`WriterBusy` is raised at once, before anything
+        is written, when another writer holds the lock (and always on PostgreSQL,
+        whose writers are not queued here): how the group committer commits on an
+        event loop without ever waiting there (:mod:`.group_commit`).
+        """
         if _NO_WRITES.get():
             raise WriteWouldBlock
-        with self._writers, self.engine.connect() as conn:
+        with self._writer(blocking), self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             tx = Tx(conn, self.statements)
@@ -136,11 +151,30 @@ class Store:
                     yield tx
                 finally:
                     open_writes.pop()
+
+    def settle(self, tx: Tx) -> None:
+        """After a commit, before it is acknowledged: wait for the WAL flush that makes
+        it durable (SQLite group commit, :mod:`.walsync`), then run the revocation
+        hooks. Blocks; safe on any thread."""
         if self.syncer is not None:
             self.syncer.durable()  # acknowledged only once the WAL is on disk
         for rev in tx.revoked:
             for hook in self.revocation_hooks:
                 hook(rev)
+
+    @contextmanager
+    def _writer(self, blocking: bool) -> Iterator[None]:
+        if blocking:
+            with self._writers:
+                yield
+            return
+        lock = self._writers
+        if not isinstance(lock, WriterLock) or not lock.acquire(blocking=False):
+            raise WriterBusy
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _open_writes(self) -> list[Tx]:
         found: list[Tx] | None = getattr(self._local, "writes", None)

@@ -25,6 +25,10 @@ except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
 
+class WriterBusy(Exception):
+    """A writer that would not wait found the lock taken; nothing was written."""
+
+
 class WriterLock:
     def __init__(self, path: Path | None) -> None:
         self._thread_lock = threading.RLock()
@@ -34,14 +38,23 @@ class WriterLock:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def __enter__(self) -> None:
-        self._thread_lock.acquire()
+        self.acquire()
+
+    def acquire(self, *, blocking: bool = True) -> bool:
+        """Take the lock; without ``blocking``, False at once if another holder has it."""
+        if not self._thread_lock.acquire(blocking):
+            return False
         if self._depth == 0 and self._fd is not None:
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                self._thread_lock.release()
+                return False
             except BaseException:
                 self._thread_lock.release()
                 raise
         self._depth += 1
+        return True
 
     def __exit__(
         self,
@@ -49,6 +62,9 @@ class WriterLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.release()
+
+    def release(self) -> None:
         self._depth -= 1
         try:
             if self._depth == 0 and self._fd is not None:

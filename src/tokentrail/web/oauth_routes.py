@@ -25,7 +25,6 @@ thread; the client is answered once its transaction is durable.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -184,7 +183,7 @@ class OAuthFront:
         if isinstance(result, Pending):
             # Its write joins the next group commit; answered once that is durable.
             try:
-                body = await asyncio.wrap_future(self._store.committer.submit(result.write))
+                body = await self._store.committer.commit(result.write)
             except OAuthError as exc:
                 await run_in_threadpool(result.refuse, exc)  # a detection may write
                 raise
