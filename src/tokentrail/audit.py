@@ -51,7 +51,12 @@ def canonical(record: dict[str, Any]) -> bytes:
 
 def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
     """SHA-256 over the previous hash and the canonical record, hex."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(record)).hexdigest()
+    return link_hash(prev_hash, canonical(record))
+
+
+def link_hash(prev_hash: str, body: bytes) -> str:
+    """SHA-256 over the previous hash and a record's canonical bytes, hex."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
 #: The fields of a record covered by its hash (everything but the hashes).

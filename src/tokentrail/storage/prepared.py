@@ -203,9 +203,9 @@ class Lookups:
         row = self._run(self._sql.audit_tail, None, "one")
         return (int(row[0]), row[1]) if row else None
 
-    def insert_audit(self, record: dict[str, Any], prev_hash: str, digest: str) -> None:
-        params = dict(record, data=canonical_json(record["data"]), prev_hash=prev_hash, hash=digest)
-        self._run(self._sql.insert_audit, params)
+    def insert_audit(self, row: dict[str, Any]) -> None:
+        """One audit row, every column given (``data`` as its canonical JSON text)."""
+        self._run(self._sql.insert_audit, row)
 
 
 def _json(value: Any) -> Any:

@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
-from tokentrail.audit import GENESIS, chain_hash
+from tokentrail.audit import GENESIS, canonical_from_row, link_hash
 from tokentrail.model import (
     AdminKey,
     AuditRecord,
@@ -54,7 +54,7 @@ from tokentrail.model import (
     TrustedIssuer,
 )
 from tokentrail.storage import tables as t
-from tokentrail.storage.engine import migrate, open_engine
+from tokentrail.storage.engine import canonical_json, migrate, open_engine
 from tokentrail.storage.group_commit import GroupCommitter
 from tokentrail.storage.prepared import Lookups, Statements
 from tokentrail.storage.walsync import WalSyncer
@@ -1027,19 +1027,29 @@ class Tx:
             last = self.fast.audit_tail()
             self._audit_tail = (last[0], last[1] or GENESIS) if last else (0, GENESIS)
         seq, prev = self._audit_tail[0] + 1, self._audit_tail[1]
-        record = {
-            "seq": seq,
-            "at": at,
-            "event": str(event),
-            "actor": actor,
-            "node_id": node_id,
-            "client_id": client_id,
-            "subject": subject,
-            "team_id": team_id,
-            "data": data or {},
-        }
-        digest = chain_hash(prev, record)
-        self.fast.insert_audit(record, prev, digest)
+        event = str(event)
+        # One canonical encoding of ``data``: stored as the row's text and hashed in
+        # the record's canonical bytes (what the ledger's verification recomputes).
+        data_json = canonical_json(data or {})
+        body = canonical_from_row(
+            seq, at, event, actor, node_id, client_id, subject, team_id, data_json
+        )
+        digest = link_hash(prev, body)
+        self.fast.insert_audit(
+            {
+                "seq": seq,
+                "at": at,
+                "event": event,
+                "actor": actor,
+                "node_id": node_id,
+                "client_id": client_id,
+                "subject": subject,
+                "team_id": team_id,
+                "data": data_json,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
         self._audit_tail = (seq, digest)
         return seq
 
