@@ -197,6 +197,27 @@ class TestTokenVerifier:
             verifier.verify(token)
         assert info.value.detail == detail
 
+    def test_decode_reads_our_header_but_not_the_signature(self) -> None:
+        """decode() (for callers that match the whole token against a record) checks the
+        structure and that the header names one of our keys, and nothing of the signature."""
+        key = crypto.generate_signing_key("ES256")
+        token = crypto.TokenSigner(key, typ="at+jwt").sign({"sub": "s"})
+        verifier = crypto.TokenVerifier([key.public_jwk()], typ="at+jwt")
+        header, payload, _sig = token.split(".")
+        assert verifier.decode(f"{header}.{payload}.AAAA") == {"sub": "s"}
+        assert verifier.decode(f"{header}.{payload}.AAAA") == {"sub": "s"}  # header cached
+        stranger = crypto.TokenSigner(crypto.generate_signing_key("ES256"), typ="at+jwt")
+        refused = {
+            "not compact": f"{header}.{payload}",
+            "unknown kid": stranger.sign({"sub": "s"}),
+            "array": f"{header}.{crypto.b64url(b'[1]')}.AAAA",
+            "not json": f"{header}.{crypto.b64url(b'{x')}.AAAA",
+            "too deep": f"{header}.{crypto.b64url(b'[' * 100_000)}.AAAA",
+        }
+        for token_ in refused.values():
+            with pytest.raises(InvalidToken):
+                verifier.decode(token_)
+
 
 @pytest.mark.parametrize("alg", crypto.SIGNING_ALGORITHMS)
 def test_detached_signatures(alg: str) -> None:

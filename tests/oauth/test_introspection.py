@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import pytest
@@ -14,6 +15,7 @@ from tests.oauth.helpers import audit, b64, claims_of, ec_key, get_token, intros
 from tokentrail.clock import FrozenClock
 from tokentrail.model import AuthMethod
 from tokentrail.services import Services
+from tokentrail.storage import tables as t
 
 INACTIVE = {"active": False}
 
@@ -357,3 +359,53 @@ def test_oversized_jwt_is_inactive(
     """A JWT-shaped token over 8 KiB is inactive without being verified."""
     h, p, s = get_token(http, worker).split(".")
     assert introspect(http, gateway, f"{h}.{p}{'A' * 8200}.{s}") == INACTIVE
+
+
+# --- the record of issuance is the authority ---------------------------------------------
+
+
+def test_our_signature_on_a_token_we_never_issued_is_inactive(
+    http: TestClient, worker: Registered, gateway: Registered, services: Services
+) -> None:
+    """Introspection answers from the record of issuance, not from the signature: a token
+    signed with our own key (as a thief of the signing key could make) is inactive when
+    it is not byte for byte the token recorded for its jti, or names no recorded node."""
+    token = get_token(http, worker, scope="read")
+    claims = claims_of(token)
+    widened = dict(claims, scope="read write")
+    assert introspect(http, gateway, services.keys.signer().sign(widened)) == INACTIVE
+    unrecorded = dict(claims, jti="at_never_issued_here")
+    assert introspect(http, gateway, services.keys.signer().sign(unrecorded)) == INACTIVE
+    assert introspect(http, gateway, token)["active"] is True
+
+
+def test_the_node_records_the_digest_of_its_token(
+    http: TestClient, worker: Registered, services: Services
+) -> None:
+    token = get_token(http, worker)
+    with services.store.read() as tx:
+        node = tx.get_node(claims_of(token)["jti"])
+    assert node is not None
+    digest = hashlib.sha256(token.encode()).digest()
+    assert node.meta["token_sha256"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def test_a_token_recorded_without_a_digest_is_checked_by_its_signature(
+    http: TestClient, worker: Registered, gateway: Registered, services: Services
+) -> None:
+    """Nodes written before digests were recorded: the signature decides, as it used to."""
+    token = get_token(http, worker)
+    jti = claims_of(token)["jti"]
+    with services.store.write() as tx:
+        node = tx.get_node(jti)
+        assert node is not None
+        meta = {k: v for k, v in node.meta.items() if k != "token_sha256"}
+        tx.conn.execute(t.nodes.update().where(t.nodes.c.id == jti).values(meta=meta))
+    assert introspect(http, gateway, token)["active"] is True
+    h, p, _ = token.split(".")
+    stranger = jwt.encode(
+        json.loads(base64.urlsafe_b64decode(h + "==")), claims_of(token), ec_key("x")
+    )
+    assert introspect(http, gateway, f"{h}.{p}.{stranger.split('.')[2]}") == INACTIVE
+    services.admin.revoke(jti, reason="test", actor="test")
+    assert introspect(http, gateway, token) == INACTIVE

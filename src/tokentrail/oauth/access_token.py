@@ -57,10 +57,23 @@ class AccessTokens:
         Does not check revocation (see :meth:`lineage`); raises
         :class:`~tokentrail.errors.InvalidToken` for every failure.
         """
+        return self._claims(token, allow_expired=allow_expired, signature=True)
+
+    def issued_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token that names one of our current signing keys and whose
+        time is valid, its signature NOT checked.
+
+        Only for a caller that then matches the whole token against its record of
+        issuance (:func:`digest` against the node's ``token_sha256``), which proves
+        more than the signature does: that this exact token was issued here.
+        """
+        return self._claims(token, allow_expired=False, signature=False)
+
+    def _claims(self, token: str, *, allow_expired: bool, signature: bool) -> dict[str, Any]:
         if len(token) > 8192:
             raise InvalidToken("token too long")
         try:
-            claims = self._keys.verifier().verify(token)
+            claims = self._read(token, signature)
         except InvalidToken:
             # Perhaps another node rotated keys since we loaded them: a kid we do not
             # know is worth one fresh read of the key table, whatever the cache age.
@@ -68,7 +81,7 @@ class AccessTokens:
             if kid is None or kid in self._keys.verifier().kids():
                 raise
             self._keys.refresh(force=True)
-            claims = self._keys.verifier().verify(token)
+            claims = self._read(token, signature)
         if claims.get("iss") != self._issuer:
             raise InvalidToken("wrong issuer")
         if any(name not in claims for name in _REQUIRED):
@@ -81,6 +94,15 @@ class AccessTokens:
         if not isinstance(claims["tt_anc"], list) or not isinstance(claims["jti"], str):
             raise InvalidToken("bad lineage claims")
         return claims
+
+    def _read(self, token: str, signature: bool) -> dict[str, Any]:
+        verifier = self._keys.verifier()
+        return verifier.verify(token) if signature else verifier.decode(token)
+
+
+def digest(token: str) -> str:
+    """What a node records of the access token minted for it (``meta["token_sha256"]``)."""
+    return crypto.sha256_b64url(token.encode("ascii", "replace"))
 
 
 def lineage(claims: dict[str, Any]) -> list[str]:

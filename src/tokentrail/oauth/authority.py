@@ -21,7 +21,7 @@ from tokentrail.errors import InvalidRequest, InvalidScope, InvalidTarget, Unaut
 from tokentrail.keys import KeyRing
 from tokentrail.lineage import ancestors_of
 from tokentrail.model import Client, CredentialKind, Node, NodeKind
-from tokentrail.oauth.access_token import AccessTokens
+from tokentrail.oauth.access_token import AccessTokens, digest
 from tokentrail.oauth.binding import UNBOUND, Binding
 from tokentrail.oauth.dpop import InvalidDPoPProof
 from tokentrail.oauth.refresh_tokens import mint_refresh_token
@@ -189,24 +189,7 @@ class Authority:
             exp = min(exp, expires_at)
         exp_int = math.floor(exp)
         cnf = binding.cnf()
-        meta: dict[str, Any] = {"aud": audience, "scope": scope}
-        if act:
-            meta["act"] = act
-        if cnf:
-            meta["cnf"] = cnf
-        node = Node(
-            id=node_id,
-            kind=NodeKind.ACCESS_TOKEN,
-            path_id=path.id,
-            client_id=client.id,
-            subject=subject,
-            team_id=client.team_id,
-            parents=tuple(p.id for p in parents),
-            ancestors=ancestors_of(parents),
-            created_at=now,
-            expires_at=float(exp_int),
-            meta=meta,
-        )
+        ancestors = ancestors_of(parents)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject,
@@ -223,8 +206,28 @@ class Authority:
         if cnf:
             claims["cnf"] = cnf
         claims["tt_path"] = path.id
-        claims["tt_anc"] = list(node.ancestors)
+        claims["tt_anc"] = list(ancestors)
         token = self.tokens.mint(claims)
+        # The digest lets introspection match a presented token against this record
+        # instead of checking its signature (oauth/introspection.py).
+        meta: dict[str, Any] = {"aud": audience, "scope": scope, "token_sha256": digest(token)}
+        if act:
+            meta["act"] = act
+        if cnf:
+            meta["cnf"] = cnf
+        node = Node(
+            id=node_id,
+            kind=NodeKind.ACCESS_TOKEN,
+            path_id=path.id,
+            client_id=client.id,
+            subject=subject,
+            team_id=client.team_id,
+            parents=tuple(p.id for p in parents),
+            ancestors=ancestors,
+            created_at=now,
+            expires_at=float(exp_int),
+            meta=meta,
+        )
         tx.insert_node(node)
         tx.append_audit(
             event,

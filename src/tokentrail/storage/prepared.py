@@ -75,6 +75,16 @@ def _first_revoked_sql(n: int) -> str:
     return f"SELECT node_id FROM revocations WHERE node_id IN ({marks}) LIMIT 1"
 
 
+@functools.lru_cache(maxsize=64)
+def _issued_sql(n: int) -> str:
+    """A node's recorded ``meta`` with one revoked id among ``n`` (or NULL): one statement."""
+    marks = ", ".join(f":i{k}" for k in range(n))
+    return (
+        "SELECT n.meta, (SELECT r.node_id FROM revocations r "
+        f"WHERE r.node_id IN ({marks}) LIMIT 1) FROM nodes n WHERE n.id = :id"
+    )
+
+
 class Statements:
     """The hot-path SQL in the parameter style of one driver (``:name`` or ``%(name)s``)."""
 
@@ -97,6 +107,9 @@ class Statements:
 
     def first_revoked(self, n: int) -> str:
         return self.sql(_first_revoked_sql(n))
+
+    def issued(self, n: int) -> str:
+        return self.sql(_issued_sql(n))
 
 
 class Lookups:
@@ -164,6 +177,18 @@ class Lookups:
             self._sql.first_revoked(len(ids)), {f"i{k}": v for k, v in enumerate(ids)}, "one"
         )
         return str(row[0]) if row else None
+
+    def issued(
+        self, node_id: str, lineage: Sequence[str]
+    ) -> tuple[dict[str, Any], str | None] | None:
+        """What introspection needs of a node, in one statement: its ``meta`` and one
+        revoked id among ``lineage`` (None if none is); None if there is no such node."""
+        params: dict[str, Any] = {f"i{k}": v for k, v in enumerate(lineage)}
+        params["id"] = node_id
+        row = self._run(self._sql.issued(len(lineage)), params, "one")
+        if row is None:
+            return None
+        return _json(row[0]), (str(row[1]) if row[1] is not None else None)
 
     def node(self, node_id: str) -> Node | None:
         row = self._run(self._sql.node_by_id, {"id": node_id}, "one")
