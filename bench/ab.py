@@ -38,6 +38,7 @@ from bench.harness import (
     REPO,
     Context,
     Options,
+    block_ids,
     fmt_int,
     load_average,
     machine,
@@ -253,22 +254,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _order(*block_ids: str) -> list[str]:
-    """Known blocks first, in reading order; new ids go at the end."""
+def _order(*ids: str) -> list[str]:
+    """Known blocks first, in reading order; other ids after them, in the order given."""
     known = ["client-auth-read", "hot-path", "peer", "workers", "memory"]
-    return known + [b for b in block_ids if b not in known]
+    return known + [b for b in dict.fromkeys(ids) if b not in known]
 
 
 def write_section(info: dict[str, str], command: str, fresh: dict[str, str]) -> None:
     """Rewrite this section of docs/benchmarks.md with ``fresh`` blocks; keep the others."""
+    previous = previous_section(DOCS, SECTION_ID)
+    # Blocks an earlier run wrote under ids of its own (ab.py --block) are kept too.
+    earlier = block_ids(previous) if previous else []
     section = render_section(
         title=SECTION_TITLE,
         intro=SECTION_INTRO,
         machine_info=info,
         command=command,
-        order=_order(*fresh),
+        order=_order(*earlier, *fresh),
         fresh=fresh,
-        previous=previous_section(DOCS, SECTION_ID),
+        previous=previous,
         section_id=SECTION_ID,
         reproduce=REPRODUCE,
     )

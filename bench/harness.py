@@ -426,6 +426,11 @@ def extract_block(text: str, kind: str, ident: str) -> str | None:
     return m.group(0) if m else None
 
 
+def block_ids(text: str, kind: str = "block") -> list[str]:
+    """The ids of the ``kind`` blocks in ``text``, in order."""
+    return re.findall(r"<!-- " + re.escape(kind) + r":([\w-]+) -->", text)
+
+
 def block(kind: str, ident: str, body: str) -> str:
     start, end = _markers(kind, ident)
     return f"{start}\n{body.strip()}\n{end}"

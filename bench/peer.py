@@ -75,8 +75,9 @@ What each operation sends (`client_secret_basic` everywhere; every response chec
   and oidc-provider is given no `nonceSecret`, so neither demands one.
 - **introspection**: one valid token, answer `"active":true`. oidc-provider refuses to
   introspect its JWT access tokens (`unsupported_token_type`), so it introspects an
-  opaque one (its best case: one in-memory lookup); tokentrail verifies its JWT and
-  checks its lineage against the revocations table.
+  opaque one (its best case: one in-memory lookup); tokentrail matches its JWT against
+  the digest recorded at issuance and checks its lineage against the revocations table
+  (one statement).
 - **revocation**: RFC 7009, a different token per request, issued just before the round
   and spent once; the answer must be 200. Afterwards a sample of the revoked tokens must
   introspect as `"active":false` on each server. tokentrail revokes its JWT access tokens

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import run
+import pytest
+from bench import ab, run
 
 
 def test_in_process_benchmarks_rewrite_only_their_section(tmp_path: Path) -> None:
@@ -51,3 +52,17 @@ def test_in_process_benchmarks_rewrite_only_their_section(tmp_path: Path) -> Non
     assert "| 100 |" in text  # the larger tree's row in the revocation table
     assert "tokentrail TokenVerifier + lineage check" in text
     assert "tokentrail.sdk Verifier.verify (all its checks) / raw verify:" in text
+
+
+def test_issue_8_blocks_of_any_id_survive_a_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block that an earlier `bench/ab.py --block ID` wrote is kept when another run
+    (peer.py, bench_memory.py, ab.py with another id) rewrites the section."""
+    doc = tmp_path / "benchmarks.md"
+    monkeypatch.setattr(ab, "DOCS", doc)
+    ab.write_section({"cpu": "test"}, "python bench/ab.py", {"session-x": "SESSION X TABLE"})
+    ab.write_section({"cpu": "test"}, "python bench/peer.py", {"peer": "PEER TABLE"})
+    text = doc.read_text(encoding="utf-8")
+    assert "SESSION X TABLE" in text
+    assert text.index("PEER TABLE") < text.index("SESSION X TABLE")  # known blocks first
