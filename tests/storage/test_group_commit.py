@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.storage.test_store import node
 from tokentrail.config import Settings
-from tokentrail.storage.group_commit import GroupCommitter
+from tokentrail.storage.group_commit import GroupCommitter, _LoopJob
 from tokentrail.storage.store import Store, Tx
 
 
@@ -237,3 +237,21 @@ def test_a_request_that_went_away_breaks_nothing(store: Store) -> None:
         with store.read() as tx:
             assert tx.get_node("at_gone") is not None
     committer.close()
+
+
+def test_a_busy_batch_sent_to_a_closed_committer_is_refused(store: Store) -> None:
+    """The store closing between the loop's attempt and the hand-over to the thread
+    answers the request with the error instead of leaving it waiting."""
+    if store.dialect != "sqlite":
+        pytest.skip("the writer lock is SQLite's")
+    committer = GroupCommitter(store)
+    committer.close()
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        target: asyncio.Future[Any] = loop.create_future()
+        committer._to_thread(loop, [_LoopJob(inserting("at_x"), target)])  # type: ignore[arg-type]
+        return await target
+
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(main())

@@ -155,7 +155,10 @@ class GroupCommitter:
                     _resolve, target, None if exc is not None else done.result(), exc
                 )
 
-            self.submit(job.write).add_done_callback(forward)
+            try:
+                self.submit(job.write).add_done_callback(forward)
+            except RuntimeError as exc:  # closed meanwhile
+                _resolve(job.future, None, exc)
 
     def submit(self, write: Callable[[Tx], Any]) -> Future[Any]:
         """Queue ``write``; its future resolves once its transaction is durable."""
