@@ -59,9 +59,12 @@ def open_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(
-        url, pool_size=10, max_overflow=20, pool_pre_ping=True, json_serializer=canonical_json
-    )
+    # No ping at checkout: the hot-path lookups check a connection out per statement,
+    # and a `SELECT 1` before each doubled their round trips (docs/benchmarks.md). A
+    # connection found dead instead renews the pool: SQLAlchemy does it for its own
+    # statements, Store.lookup for the hot-path ones; the request that found it fails
+    # with 503 (a queued write is retried on a fresh connection by the group commit).
+    return create_engine(url, pool_size=10, max_overflow=20, json_serializer=canonical_json)
 
 
 def _alembic_config() -> Config:

@@ -228,13 +228,21 @@ class Store:
         if self.dialect == "postgresql":
             raw = self.engine.raw_connection()
             dbapi: Any = raw.driver_connection
+            pg = Lookups(dbapi, self.statements)
             try:
                 dbapi.autocommit = True
-                yield Lookups(dbapi, self.statements)
+                yield pg
             finally:
-                with contextlib.suppress(Exception):  # a broken one is discarded by the pool
-                    dbapi.autocommit = False
-                raw.close()
+                if pg.broken and dbapi.broken:
+                    # The server went away (a restart, a dropped connection): every
+                    # pooled connection is suspect, so the pool starts afresh, as
+                    # SQLAlchemy does when its own statements find a dead connection.
+                    raw.invalidate()
+                    self.engine.dispose(close=False)
+                else:
+                    with contextlib.suppress(Exception):  # a broken one is discarded
+                        dbapi.autocommit = False
+                    raw.close()
             return
         lookups: Lookups | None = getattr(self._local, "lookups", None)
         if lookups is None or lookups.broken:
