@@ -63,7 +63,7 @@ def open_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     # and a `SELECT 1` before each doubled their round trips (docs/benchmarks.md). A
     # connection found dead instead renews the pool: SQLAlchemy does it for its own
     # statements, Store.lookup for the hot-path ones; the request that found it fails
-    # with 503 (a queued write is retried on a fresh connection by the group commit).
+    # with 503 and the next ones get fresh connections (tests/storage/test_reconnect.py).
     return create_engine(url, pool_size=10, max_overflow=20, json_serializer=canonical_json)
 
 
