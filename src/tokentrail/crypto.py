@@ -346,11 +346,7 @@ class TokenVerifier:
         return entry[1]
 
     def verify(self, token: str) -> dict[str, Any]:
-        # Partitioning keeps the signing input whole: no split-and-rejoin per call.
-        signing_input, dot, sig_b64 = token.rpartition(".")
-        header_b64, dot2, payload_b64 = signing_input.partition(".")
-        if not dot or not dot2 or "." in payload_b64:
-            raise InvalidToken("not a compact JWS")
+        signing_input, header_b64, payload_b64, sig_b64 = _compact(token)
         check = self._headers.get(header_b64) or self._check_for(header_b64)
         try:
             sig = b64url_decode(sig_b64)
@@ -360,33 +356,41 @@ class TokenVerifier:
             check(sig, signing_input.encode("ascii", "replace"))
         except (InvalidSignature, ValueError) as exc:
             raise InvalidToken("bad signature") from exc
-        try:
-            # RFC 7515 §5.2: the payload is UTF-8; decoding first skips json's encoding sniffing.
-            claims: dict[str, Any] = _json_loads(b64url_decode(payload_b64).decode("utf-8"))
-        except ValueError as exc:
-            raise InvalidToken("payload is not base64url JSON") from exc
-        if type(claims) is not dict:
-            raise InvalidToken("payload is not a JSON object")
-        return claims
+        return _payload_claims(payload_b64)
 
     def decode(self, token: str) -> dict[str, Any]:
         """The claims of a token whose header names one of these keys, its signature
         NOT checked: only for a caller that then matches the whole token against a
         record it trusts (introspection compares it with the digest recorded at
         issuance). Same structure and header checks as :meth:`verify`."""
-        signing_input, dot, _sig = token.rpartition(".")
-        header_b64, dot2, payload_b64 = signing_input.partition(".")
-        if not dot or not dot2 or "." in payload_b64:
-            raise InvalidToken("not a compact JWS")
+        _signing_input, header_b64, payload_b64, _sig = _compact(token)
         if header_b64 not in self._headers:
             self._check_for(header_b64)
-        try:
-            claims: dict[str, Any] = _json_loads(b64url_decode(payload_b64).decode("utf-8"))
-        except (ValueError, RecursionError) as exc:  # unsigned: anyone chose this payload
-            raise InvalidToken("payload is not base64url JSON") from exc
-        if type(claims) is not dict:
-            raise InvalidToken("payload is not a JSON object")
-        return claims
+        return _payload_claims(payload_b64)
+
+
+def _compact(token: str, error: type[InvalidToken] = InvalidToken) -> tuple[str, str, str, str]:
+    """(signing input, header, payload, signature) of a compact JWS, still encoded."""
+    # Partitioning keeps the signing input whole: no split-and-rejoin per call.
+    signing_input, dot, sig_b64 = token.rpartition(".")
+    header_b64, dot2, payload_b64 = signing_input.partition(".")
+    if not dot or not dot2 or "." in payload_b64:
+        raise error("not a compact JWS")
+    return signing_input, header_b64, payload_b64, sig_b64
+
+
+def _payload_claims(payload_b64: str, error: type[InvalidToken] = InvalidToken) -> dict[str, Any]:
+    """A JWS payload's claims: UTF-8 JSON (RFC 7515 §5.2: no encoding sniffing, no BOM)
+    holding an object (RFC 7519 §7.2)."""
+    try:
+        claims: dict[str, Any] = _json_loads(b64url_decode(payload_b64).decode("utf-8"))
+    except ValueError as exc:
+        raise error("payload is not base64url JSON") from exc
+    except RecursionError as exc:  # whoever made the payload nested it too deep
+        raise error("payload JSON nested too deep") from exc
+    if type(claims) is not dict:
+        raise error("payload is not a JSON object")
+    return claims
 
 
 def _import_public(jwk: dict[str, Any]) -> _PublicKey:
@@ -510,10 +514,7 @@ class EmbeddedKeyVerifier:
 
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
         """(header, claims, JWK thumbprint) of a valid JWS; raises :class:`EmbeddedKeyError`."""
-        signing_input, dot, sig_b64 = token.rpartition(".")
-        header_b64, dot2, payload_b64 = signing_input.partition(".")
-        if not dot or not dot2 or "." in payload_b64:
-            raise EmbeddedKeyError("not a compact JWS")
+        signing_input, header_b64, payload_b64, sig_b64 = _compact(token, EmbeddedKeyError)
         key = self._cache.get(header_b64) or self._key(header_b64)
         try:
             sig = b64url_decode(sig_b64)
@@ -523,16 +524,7 @@ class EmbeddedKeyVerifier:
             key.check(sig, signing_input.encode("ascii", "replace"))
         except (InvalidSignature, ValueError) as exc:
             raise EmbeddedKeyError("bad signature") from exc
-        try:
-            # RFC 7519 §7.2: the claims are UTF-8 JSON (no encoding sniffing, no BOM).
-            claims = _json_loads(b64url_decode(payload_b64).decode("utf-8"))
-        except ValueError as exc:
-            raise EmbeddedKeyError("payload is not base64url JSON") from exc
-        except RecursionError as exc:  # the signer chose the payload
-            raise EmbeddedKeyError("payload JSON nested too deep") from exc
-        if type(claims) is not dict:
-            raise EmbeddedKeyError("payload is not a JSON object")
-        return key.header, claims, key.jkt
+        return key.header, _payload_claims(payload_b64, EmbeddedKeyError), key.jkt
 
 
 def _public_key_for(alg: str, jwk: dict[str, Any]) -> Any:
