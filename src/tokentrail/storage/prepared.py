@@ -78,11 +78,12 @@ def _first_revoked_sql(n: int) -> str:
 @functools.lru_cache(maxsize=64)
 def _issued_sql(n: int) -> str:
     """A node's recorded ``meta`` with one revoked id among ``n`` (or NULL): one statement."""
-    marks = ", ".join(f":i{k}" for k in range(n))
-    return (
-        "SELECT n.meta, (SELECT r.node_id FROM revocations r "
-        f"WHERE r.node_id IN ({marks}) LIMIT 1) FROM nodes n WHERE n.id = :id"
-    )
+    return f"SELECT meta, ({_first_revoked_sql(n)}) FROM nodes WHERE id = :id"
+
+
+def _id_params(ids: Sequence[str]) -> dict[str, Any]:
+    """The ``:i0, :i1...`` parameters of :func:`_first_revoked_sql`."""
+    return {f"i{k}": v for k, v in enumerate(ids)}
 
 
 class Statements:
@@ -173,9 +174,7 @@ class Lookups:
         """One of ``ids`` that is revoked (any one), or None: the whole liveness check."""
         if not ids:
             return None
-        row = self._run(
-            self._sql.first_revoked(len(ids)), {f"i{k}": v for k, v in enumerate(ids)}, "one"
-        )
+        row = self._run(self._sql.first_revoked(len(ids)), _id_params(ids), "one")
         return str(row[0]) if row else None
 
     def issued(
@@ -183,7 +182,7 @@ class Lookups:
     ) -> tuple[dict[str, Any], str | None] | None:
         """What introspection needs of a node, in one statement: its ``meta`` and one
         revoked id among ``lineage`` (None if none is); None if there is no such node."""
-        params: dict[str, Any] = {f"i{k}": v for k, v in enumerate(lineage)}
+        params = _id_params(lineage)
         params["id"] = node_id
         row = self._run(self._sql.issued(len(lineage)), params, "one")
         if row is None:
