@@ -14,14 +14,13 @@ the chain from some point on is caught by any checkpoint after that point.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tokentrail import crypto
-from tokentrail.audit import GENESIS, RECORD_FIELDS, canonical_from_row, chain_hash
+from tokentrail.audit import GENESIS, RECORD_FIELDS, canonical_from_row, chain_hash, link_hash
 from tokentrail.clock import Clock
 from tokentrail.storage.store import Store
 
@@ -164,7 +163,6 @@ class Ledger:
         prev = GENESIS
         count = 0
         expected = start + 1
-        sha256 = hashlib.sha256
         with self._store.read() as tx:
             if start > 0:
                 # The link into the verified part: the record just before it.
@@ -193,7 +191,7 @@ class Ledger:
                     body = canonical_from_row(
                         seq, at, event, actor, node, client, subject, team, data
                     )
-                    if sha256(bytes.fromhex(prev) + body).hexdigest() != digest:
+                    if link_hash(prev, body) != digest:
                         record = dict(
                             zip(
                                 RECORD_FIELDS,
