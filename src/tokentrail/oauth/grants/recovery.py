@@ -52,6 +52,7 @@ from tokentrail.recovery import (
     GRANT_TYPE,
     Deferred,
     State,
+    audit_request,
     expire,
     frozen,
     lock,
@@ -324,14 +325,12 @@ class RecoveryGrant:
             now=now,
             horizon=self._a.horizon,
         )
-        tx.append_audit(
+        audit_request(
+            tx,
             RecoveryEvent.GRANT_REUSED,
+            row,
             at=now,
             actor=actor,
-            node_id=row["id"],
-            client_id=row["client_id"],
-            subject=row["subject"],
-            team_id=row["team_id"],
             data={"request": row["id"], "path": path.id, "session": row["session_id"]},
         )
         note = {"request": row["id"], "session": row["session_id"], "at": now}
