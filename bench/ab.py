@@ -8,9 +8,13 @@
     python bench/ab.py --variant "1 worker=src" --variant "2 workers=src --workers 2" \\
         --block workers
 
+    # the same app under uvicorn (tokentrail serve) and under granian (pip install granian)
+    python bench/ab.py --variant "uvicorn=src" --variant "granian=src@granian" --block http-server
+
 A variant is ``NAME=SOURCE[ EXTRA SERVE ARGS]``: ``SOURCE`` is a ``src`` folder
 put first on the server's ``PYTHONPATH`` (so two versions of the code run side
-by side), the rest is appended to ``tokentrail serve``. Every variant gets its
+by side), the rest is appended to ``tokentrail serve``; ``SOURCE@granian`` runs
+the app under granian instead (bench/server.py). Every variant gets its
 own freshly seeded SQLite data folder (``synchronous=FULL``, group commit).
 Rounds run A B, B A, A B ... so machine noise lands on every variant alike; the
 table gives each variant's median req/s and p99, and the ratio of each variant
@@ -75,6 +79,7 @@ class Variant:
     name: str
     source: Path
     args: tuple[str, ...]
+    http_server: str = "uvicorn"
     server: ServerProcess | None = None
     results: dict[str, list[LoadResult]] = field(default_factory=dict)
     rss_kb: list[int] = field(default_factory=list)
@@ -85,8 +90,13 @@ def parse_variant(text: str) -> Variant:
     if not sep or not rest:
         raise argparse.ArgumentTypeError("a variant is NAME=SOURCE[ SERVE ARGS]")
     source, *args = shlex.split(rest)
+    source, _, http_server = source.partition("@")
+    if http_server not in ("", "uvicorn", "granian"):
+        raise argparse.ArgumentTypeError("SOURCE@SERVER: the server is uvicorn or granian")
     path = Path(source)
-    return Variant(name, path if path.is_absolute() else REPO / path, tuple(args))
+    return Variant(
+        name, path if path.is_absolute() else REPO / path, tuple(args), http_server or "uvicorn"
+    )
 
 
 def rss_kb(pid: int) -> int:
@@ -137,7 +147,7 @@ def markdown(variants: list[Variant], ops: list[str], ctx: Context, command: str
         "Variants:",
         "",
         *[
-            f"- **{v.name}**: `{' '.join(['tokentrail serve', *v.args])}` from `{_shown(v.source)}`"
+            f"- **{v.name}**: `{' '.join([_server(v), *v.args])}` from `{_shown(v.source)}`"
             for v in variants
         ],
     ]
@@ -187,6 +197,12 @@ def markdown(variants: list[Variant], ops: list[str], ctx: Context, command: str
     return "\n".join(lines)
 
 
+def _server(v: Variant) -> str:
+    if v.http_server == "granian":
+        return "granian --factory tokentrail.web.factory:create_app_from_environment"
+    return "tokentrail serve"
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.relative_to(REPO))
@@ -220,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
             tokens = {}
             for i, v in enumerate(variants):
                 v.server = ServerProcess.start(
-                    Path(tmp) / f"v{i}", log=ctx.log, source=v.source, extra_args=v.args
+                    Path(tmp) / f"v{i}",
+                    log=ctx.log,
+                    source=v.source,
+                    extra_args=v.args,
+                    http_server=v.http_server,
                 )
                 tokens[v.name] = v.server.issue_token()
                 v.results = {op: [] for op in ops}

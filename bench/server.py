@@ -162,29 +162,34 @@ class ServerProcess:
         source: Path | None = None,
         extra_args: tuple[str, ...] = (),
         db_url: str | None = None,
+        http_server: str = "uvicorn",
     ) -> ServerProcess:
         """Seed ``data_dir`` (and the database ``db_url``, if given) and start the server on it.
 
         ``source`` runs the ``tokentrail`` package found in that folder (a ``src``
         directory of another checkout, first on ``PYTHONPATH``) instead of the
         installed one: how bench/ab.py compares two versions of the code.
+        ``http_server`` ``"granian"`` runs the same app under granian (installed by
+        hand: it is not a dependency) through the app factory, one worker, instead of
+        ``tokentrail serve`` (uvicorn); ``extra_args`` then go to granian.
         """
         clients = seed(data_dir, db_url)
         port = free_port()
-        cmd = [
-            *tokentrail_command(),
-            "serve",
-            "--data",
-            str(data_dir),
-            *(["--db", db_url] if db_url else []),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *extra_args,
-        ]
-        log_path = data_dir / "serve.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENTRAIL_")}
+        if http_server == "granian":
+            granian = shutil.which("granian", path=str(Path(sys.executable).parent))
+            cmd = [granian or "granian", "--interface", "asgi", "--factory", "--no-ws"]
+            cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+            cmd += ["--runtime-threads", "1", *extra_args]
+            cmd += ["tokentrail.web.factory:create_app_from_environment"]
+            env.update(TOKENTRAIL_DATA=str(data_dir), TOKENTRAIL_ISSUER=f"http://127.0.0.1:{port}")
+            if db_url:
+                env["TOKENTRAIL_DB"] = db_url
+        else:
+            cmd = [*tokentrail_command(), "serve", "--data", str(data_dir)]
+            cmd += [*(["--db", db_url] if db_url else []), "--host", "127.0.0.1"]
+            cmd += ["--port", str(port), *extra_args]
+        log_path = data_dir / "serve.log"
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
         with log_path.open("wb") as out:
